@@ -1,0 +1,14 @@
+"""One exception type for everything the user can fix; the CLI prints it as one line."""
+
+from __future__ import annotations
+
+
+class EvalsuiteError(Exception):
+    """A problem with the user's input or environment, reported without a traceback.
+
+    Example:
+        >>> raise EvalsuiteError("unknown variant 'qint9'; did you mean 'qint8'?")
+        Traceback (most recent call last):
+        ...
+        evalsuite.errors.EvalsuiteError: unknown variant 'qint9'; did you mean 'qint8'?
+    """

@@ -1,0 +1,153 @@
+"""Run mteb on (encoder, task): NDCG@10 and mteb's other retrieval scores, plus NDCG@10 per query.
+
+mteb computes the metric of record with pytrec_eval; we only capture the per-query values it already
+computes (through the task's ``task_specific_scores`` hook), so the mean of our per-query NDCG@10 is
+mteb's NDCG@10 by construction.
+
+Example:
+    >>> task = load_task(find_task("scifact"), Path("../shared/data/beir"))  # doctest: +SKIP
+    >>> outcome = run_mteb(encoder, task)  # doctest: +SKIP
+    >>> outcome.scores["ndcg_at_10"]  # doctest: +SKIP
+    0.64508
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalsuite.beir import fingerprint, missing_files, read_beir
+from evalsuite.errors import EvalsuiteError
+from evalsuite.results import TaskRef
+from evalsuite.tasks import TaskSpec
+
+
+@dataclass
+class LoadedTask:
+    """An mteb retrieval task with its data in memory, and a reference to that data for results."""
+
+    spec: TaskSpec
+    mteb_task: Any
+    ref: TaskRef
+
+
+@dataclass
+class Outcome:
+    scores: dict[str, float]
+    per_query: dict[str, float]
+    mteb_scores: dict[str, object]
+    seconds: float
+
+
+def task_unavailable(spec: TaskSpec, data_dir: Path | None) -> str | None:
+    """Why a task cannot be loaded from local files (None if it can, or if it will come from the Hub)."""
+    folder = spec.local_folder(data_dir)
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        return f"BEIR folder not found: {folder}"
+    missing = missing_files(folder, spec.split)
+    if missing:
+        return f"{folder}: missing {', '.join(str(p.relative_to(folder)) for p in missing)}"
+    return None
+
+
+def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
+    """The mteb task for ``spec`` with data from the local BEIR folder, or from the Hub through mteb."""
+    folder = spec.local_folder(data_dir)
+    if folder is not None:
+        problem = task_unavailable(spec, data_dir)
+        if problem:
+            raise EvalsuiteError(f"task {spec.name}: {problem}")
+        data = read_beir(folder, spec.split)
+        task = _mteb_task(spec)
+        task.dataset = {"default": {spec.split: _split_data(data)}}
+        task.data_loaded = True
+        ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"local:{folder}", fingerprint(folder, spec.split),
+                      len(data.corpus), len(data.queries))
+        return LoadedTask(spec, task, ref)
+    task = _mteb_task(spec)
+    try:
+        task.load_data()
+    except Exception as exc:  # datasets/hub raise many types; offline is the common case
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise EvalsuiteError(f"task {spec.name}: cannot load {task.metadata.dataset['path']} through mteb ({reason}); "
+                             "pass --data-dir with a local BEIR copy") from exc
+    split = task.dataset["default"][spec.split]
+    ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"mteb:{task.metadata.dataset['path']}",
+                  str(task.metadata.dataset["revision"]), len(split["corpus"]), len(split["relevant_docs"]))
+    return LoadedTask(spec, task, ref)
+
+
+def run_mteb(encoder: Any, loaded: LoadedTask) -> Outcome:
+    """Evaluate ``encoder`` on the task with ``mteb.evaluate``; returns the split's scores and per-query NDCG@10."""
+    import datasets
+    import mteb
+
+    datasets.disable_progress_bars()
+    per_query: dict[str, float] = {}
+
+    def capture(scores: dict[str, dict[str, float]], *args: Any, **kwargs: Any) -> dict[str, float]:
+        per_query.update({qid: float(v["ndcg_cut_10"]) for qid, v in scores.items()})
+        return {}
+
+    task = loaded.mteb_task
+    task.task_specific_scores = capture  # the hook mteb calls with pytrec_eval's per-query scores
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("mteb").setLevel(logging.ERROR)
+        result = mteb.evaluate(encoder, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
+                               co2_tracker=False, encode_kwargs={"batch_size": encoder.policy.batch_size,
+                                                                 "show_progress_bar": False})
+    seconds = time.perf_counter() - started
+    task_result = result.task_results[0]
+    split_scores = task_result.scores[loaded.spec.split][0]
+    scores = {k: float(v) for k, v in split_scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not per_query:
+        raise EvalsuiteError(f"task {loaded.spec.name}: mteb returned no per-query scores")
+    mteb_scores = json.loads(json.dumps(task_result.to_dict(), default=str))  # dates become ISO strings
+    return Outcome(scores, per_query, mteb_scores, seconds)
+
+
+def _mteb_task(spec: TaskSpec) -> Any:
+    import mteb
+
+    if spec.mteb_name:
+        try:
+            return mteb.get_task(spec.mteb_name)
+        except Exception as exc:  # mteb raises KeyError or ValueError for unknown names
+            raise EvalsuiteError(f"task {spec.name}: mteb has no task {spec.mteb_name!r}") from exc
+    return _generic_task(spec)
+
+
+def _generic_task(spec: TaskSpec) -> Any:
+    """An mteb retrieval task for a plain BEIR folder: SciFact's metadata with this folder's name."""
+    import mteb
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+
+    template = mteb.get_task("SciFact").metadata
+    metadata = template.model_copy(update={
+        "name": spec.name, "description": f"Local BEIR folder {spec.beir_folder}",
+        "dataset": {"path": str(spec.beir_folder), "revision": "local"},
+        "eval_splits": [spec.split], "main_score": spec.main_score, "reference": None, "bibtex_citation": "",
+    })
+    cls = type(f"Local_{spec.name}", (AbsTaskRetrieval,), {"metadata": metadata})
+    return cls()
+
+
+def _split_data(data: Any) -> Any:
+    from datasets import Dataset
+    from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
+
+    ids = list(data.corpus)
+    corpus = Dataset.from_dict({"id": ids, "title": [data.corpus[i]["title"] for i in ids],
+                                "text": [data.corpus[i]["text"] for i in ids]})
+    qids = list(data.queries)
+    queries = Dataset.from_dict({"id": qids, "text": [data.queries[q] for q in qids]})
+    return RetrievalSplitData(corpus=corpus, queries=queries, relevant_docs=data.qrels, top_ranked=None)

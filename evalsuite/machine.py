@@ -1,0 +1,53 @@
+"""What machine and software a number was measured on: CPU flags that decide int8 speed, and versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from importlib import metadata
+
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "f16c", "avx512_fp16")
+PACKAGES = ("evalsuite", "onnxruntime", "onnx", "torch", "transformers", "sentence-transformers", "mteb", "tokenizers", "numpy")
+
+
+@functools.cache
+def cpu_info() -> dict[str, object]:
+    """CPU model, core count and the instruction-set flags that matter for quantized inference."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", "unknown", platform.machine()):
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "logical_cores": os.cpu_count(),
+        "flags": {flag: flag in flags for flag in FLAGS_OF_INTEREST},
+        "vnni": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
+    }
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def default_threads() -> int:
+    """Threads for onnxruntime: every core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

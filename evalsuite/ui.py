@@ -1,0 +1,39 @@
+"""Progress display for long work (rich), on stderr so that ``--json`` output stays clean."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Progressbars:
+    """One bar per (variant, what is being encoded), plus status lines.
+
+    Example:
+        >>> with Progressbars(Console(stderr=True)) as bars:  # doctest: +SKIP
+        ...     bars.update("qint8", "SciFact document", 512, 5183)
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self.bars: dict[str, TaskID] = {}
+
+    def __enter__(self) -> Progressbars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def say(self, message: str) -> None:
+        self.progress.console.print(f"[dim]{message}[/dim]", highlight=False)
+
+    def update(self, variant: str, what: str, done: int, total: int) -> None:
+        key = f"{variant} {what}"
+        if key not in self.bars:
+            self.bars[key] = self.progress.add_task(f"{variant:<16} {what}", total=total)
+        self.progress.update(self.bars[key], completed=done, total=total)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,10 @@ def read_beir(folder: Path, split: str = "test") -> BeirData:
         raise EvalsuiteError(f"{files['corpus']}: empty corpus (no documents)")
     queries: dict[str, str] = {}
     for path, line, row in _jsonl(files["queries"]):
-        queries[_field(row, "_id", path, line)] = _field(row, "text", path, line)
+        query_id = _field(row, "_id", path, line)
+        if query_id in queries:
+            raise EvalsuiteError(f"{path}:{line}: duplicate query id {query_id!r}")
+        queries[query_id] = _field(row, "text", path, line)
     qrels = _read_qrels(files["qrels"], queries, corpus)
     if not qrels:
         raise EvalsuiteError(f"{files['qrels']}: no relevance judgements")
@@ -81,41 +85,39 @@ def read_beir(folder: Path, split: str = "test") -> BeirData:
 
 def _read_qrels(path: Path, queries: dict[str, str], corpus: dict[str, dict[str, str]]) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with _open(path) as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            cols = [c.strip() for c in line.split("\t")]
-            if line_no == 1 and cols[0].lower() in ("query-id", "query_id", "qid"):
-                continue  # header
-            if len(cols) != 3:
-                raise EvalsuiteError(f"{path}:{line_no}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}")
-            qid, did, score = cols
-            try:
-                grade = int(float(score))
-            except ValueError:
-                raise EvalsuiteError(f"{path}:{line_no}: score {score!r} is not a number") from None
-            if qid not in queries:
-                raise EvalsuiteError(f"{path}:{line_no}: query id {qid!r} is not in queries.jsonl")
-            if did not in corpus:
-                raise EvalsuiteError(f"{path}:{line_no}: document id {did!r} is not in the corpus")
-            qrels.setdefault(qid, {})[did] = grade
+    for line_no, raw in _lines(path):
+        line = raw.strip()
+        if not line:
+            continue
+        cols = [c.strip() for c in line.split("\t")]
+        if line_no == 1 and cols[0].lower() in ("query-id", "query_id", "qid"):
+            continue  # header
+        if len(cols) != 3:
+            raise EvalsuiteError(f"{path}:{line_no}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}")
+        qid, did, score = cols
+        try:
+            grade = int(float(score))
+        except (ValueError, OverflowError):  # "x", "nan", "inf"
+            raise EvalsuiteError(f"{path}:{line_no}: score {score!r} is not a number") from None
+        if qid not in queries:
+            raise EvalsuiteError(f"{path}:{line_no}: query id {qid!r} is not in queries.jsonl")
+        if did not in corpus:
+            raise EvalsuiteError(f"{path}:{line_no}: document id {did!r} is not in the corpus")
+        qrels.setdefault(qid, {})[did] = grade
     return qrels
 
 
 def _jsonl(path: Path) -> Iterator[tuple[Path, int, dict]]:  # type: ignore[type-arg]
-    with _open(path) as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise EvalsuiteError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise EvalsuiteError(f"{path}:{line_no}: expected a JSON object")
-            yield path, line_no, row
+    for line_no, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise EvalsuiteError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise EvalsuiteError(f"{path}:{line_no}: expected a JSON object")
+        yield path, line_no, row
 
 
 def _field(row: dict, key: str, path: Path, line: int) -> str:  # type: ignore[type-arg]
@@ -126,10 +128,29 @@ def _field(row: dict, key: str, path: Path, line: int) -> str:  # type: ignore[t
     return str(value).strip() if key == "_id" else str(value)
 
 
-def _open(path: Path) -> TextIO:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines of a UTF-8 text file, gzipped or not; undecodable bytes and damaged gzip data become ``file:line`` errors."""
+    line_no = 0
     try:
-        if path.suffix == ".gz":
-            return gzip.open(path, "rt", encoding="utf-8", newline=None)
-        return open(path, encoding="utf-8", newline=None)  # noqa: SIM115  universal newlines: CRLF -> LF
+        with _open(path) as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.isascii():
+                    try:
+                        line.encode("utf-8")
+                    except UnicodeEncodeError as exc:  # a byte that surrogateescape kept: not UTF-8
+                        byte = ord(line[exc.start]) - 0xDC00
+                        raise EvalsuiteError(f"{path}:{line_no}: not valid UTF-8 (byte 0x{byte:02x} at column {exc.start + 1})") from None
+                yield line_no, line
+    except gzip.BadGzipFile:
+        raise EvalsuiteError(f"{path}: not a gzip file") from None
+    except (EOFError, zlib.error) as exc:
+        raise EvalsuiteError(f"{path}:{line_no + 1}: damaged or truncated gzip data ({exc})") from None
     except OSError as exc:
-        raise EvalsuiteError(f"cannot read {path}: {exc.strerror}") from None
+        raise EvalsuiteError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _open(path: Path) -> TextIO:
+    # Universal newlines turn CRLF into LF; utf-8-sig drops a byte-order mark; bad bytes are kept to be reported by line.
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline=None)
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline=None)  # noqa: SIM115

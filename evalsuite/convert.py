@@ -24,7 +24,7 @@ from pathlib import Path
 from evalsuite.errors import EvalsuiteError
 from evalsuite.machine import versions
 from evalsuite.models import ModelSource
-from evalsuite.store import atomic_write_json, file_lock, sha256_file, sha256_text
+from evalsuite.store import atomic_write_json, file_lock, remove_leftovers, sha256_file, sha256_text
 from evalsuite.variants import VariantSpec
 
 # Bump when a change here changes the bytes of any artifact.
@@ -102,6 +102,7 @@ def _raw_export(source: ModelSource, cache_dir: Path, say: Callable[[str], None]
 def _commit(folder: Path, spec: VariantSpec, produce: Callable[[Path], None], started: float,
             extra: dict[str, object]) -> Artifact:
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)  # temporary folders of builds that were killed; we hold the folder's lock
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         produce(tmp / "model.onnx")
@@ -127,12 +128,16 @@ def _commit(folder: Path, spec: VariantSpec, produce: Callable[[Path], None], st
 def _load(folder: Path, spec: VariantSpec) -> Artifact | None:
     """The cached artifact if its file matches the hash recorded at build time, else None."""
     meta_path, onnx_path = folder / "meta.json", folder / "model.onnx"
+    if not folder.exists():
+        return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not onnx_path.is_file() or onnx_path.stat().st_size != meta.get("size_bytes") or sha256_file(onnx_path) != meta.get("sha256"):
-        log.warning("cache entry %s is corrupted; rebuilding it", folder)
+        valid = (isinstance(meta, dict) and meta.get("variant") == spec.name and onnx_path.is_file()
+                 and onnx_path.stat().st_size == meta.get("size_bytes") and sha256_file(onnx_path) == meta.get("sha256"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8 or not JSON; or removed while we read it
+        valid = False
+    if not valid:
+        log.warning("cache entry %s is incomplete or corrupted; rebuilding it", folder)
         return None
     return Artifact(spec, onnx_path, meta["sha256"], meta["size_bytes"], meta)
 
@@ -168,7 +173,7 @@ def export_onnx(source: ModelSource, out: Path) -> dict[str, object]:
     max_diff = _validate_export(reference, tokenizer, names, out, source.settings.max_seq_length)
     if max_diff > EXPORT_TOLERANCE:
         raise EvalsuiteError(f"ONNX export of {source.model_id} differs from PyTorch by {max_diff:.2e} (> {EXPORT_TOLERANCE}) "
-                             "on shapes not used at export; the graph is not shape-generic")
+                             "on shapes and padding not used at export; the graph is not shape-generic or ignores the attention mask")
     return {"export_max_abs_diff": max_diff, "export_check_shapes": [list(s) for s in _CHECK_SHAPES], "inputs": names}
 
 
@@ -203,16 +208,29 @@ def _validate_export(model: object, tokenizer: object, names: list[str], path: P
     import onnxruntime as ort
     import torch
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a failing shape is reported below, in one line
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = 0.0
     words = "the quick brown fox jumps over a lazy dog while evaluation runs".split()
     for batch, length in _CHECK_SHAPES:
         length = length or max_len
         texts = [" ".join(words[(i + j) % len(words)] for j in range(length - 3 * i)) for i in range(batch)]
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")  # type: ignore[operator]
+        enc = tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")  # type: ignore[operator]
+        # Words may split into several tokens and every row be truncated to ``length``: pad rows 2.. to shorter
+        # lengths explicitly, so the check always covers padding (a graph that ignores the mask must fail it).
+        for i in range(1, batch):
+            keep = max(2, length - (length * i) // batch)
+            enc["input_ids"][i, keep:] = getattr(tokenizer, "pad_token_id", None) or 0
+            enc["attention_mask"][i, keep:] = 0
         with torch.no_grad():
             ref = model(**{n: enc[n] for n in names}).last_hidden_state.numpy()  # type: ignore[operator]
-        got = session.run(None, {n: enc[n].numpy() for n in names})[0]
+        try:
+            got = session.run(None, {n: enc[n].numpy() for n in names})[0]
+        except Exception as exc:  # onnxruntime's Fail/InvalidArgument: a shape was baked into the graph at export
+            shape = tuple(enc["input_ids"].shape)
+            raise EvalsuiteError(f"the exported ONNX graph fails on input shape {shape}, which differs from the export "
+                                 f"shape: the graph is not shape-generic ({str(exc).splitlines()[0][:160]})") from exc
         valid = enc["attention_mask"].numpy()[..., None].astype(bool)
         worst = max(worst, float(np.abs(np.where(valid, got - ref, 0.0)).max()))
     return worst

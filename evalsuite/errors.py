@@ -12,3 +12,7 @@ class EvalsuiteError(Exception):
         ...
         evalsuite.errors.EvalsuiteError: unknown variant 'qint9'; did you mean 'qint8'?
     """
+
+
+class DataUnavailable(EvalsuiteError):
+    """A task's data cannot be had here (missing files, Hub unreachable): a default task is skipped, a named one fails."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.beir import fingerprint, missing_files, read_beir
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import DataUnavailable, EvalsuiteError
 from evalsuite.results import TaskRef
 from evalsuite.tasks import TaskSpec
 
@@ -57,6 +57,15 @@ def task_unavailable(spec: TaskSpec, data_dir: Path | None) -> str | None:
     return None
 
 
+def data_fingerprint(spec: TaskSpec, data_dir: Path | None) -> str:
+    """sha256 of the local BEIR files, or the pinned Hub revision: identifies the data without loading it."""
+    folder = spec.local_folder(data_dir)
+    if folder is not None:
+        return fingerprint(folder, spec.split)
+    meta = _mteb_task(spec).metadata
+    return str(meta.dataset["revision"])
+
+
 def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
     """The mteb task for ``spec`` with data from the local BEIR folder, or from the Hub through mteb."""
     folder = spec.local_folder(data_dir)
@@ -68,7 +77,7 @@ def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
         task = _mteb_task(spec)
         task.dataset = {"default": {spec.split: _split_data(data)}}
         task.data_loaded = True
-        ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"local:{folder}", fingerprint(folder, spec.split),
+        ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"local:{folder}", data_fingerprint(spec, data_dir),
                       len(data.corpus), len(data.queries))
         return LoadedTask(spec, task, ref)
     task = _mteb_task(spec)
@@ -76,7 +85,7 @@ def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
         task.load_data()
     except Exception as exc:  # datasets/hub raise many types; offline is the common case
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise EvalsuiteError(f"task {spec.name}: cannot load {task.metadata.dataset['path']} through mteb ({reason}); "
+        raise DataUnavailable(f"task {spec.name}: cannot load {task.metadata.dataset['path']} through mteb ({reason}); "
                              "pass --data-dir with a local BEIR copy") from exc
     split = task.dataset["default"][spec.split]
     ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"mteb:{task.metadata.dataset['path']}",
@@ -84,8 +93,8 @@ def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
     return LoadedTask(spec, task, ref)
 
 
-def run_mteb(encoder: Any, loaded: LoadedTask) -> Outcome:
-    """Evaluate ``encoder`` on the task with ``mteb.evaluate``; returns the split's scores and per-query NDCG@10."""
+def run_mteb(encoder: Any, loaded: LoadedTask, batch_size: int = 32) -> Outcome:
+    """Evaluate ``encoder`` (any model mteb accepts) on the task; returns the split's scores and per-query NDCG@10."""
     import datasets
     import mteb
 
@@ -103,7 +112,7 @@ def run_mteb(encoder: Any, loaded: LoadedTask) -> Outcome:
         warnings.simplefilter("ignore")
         logging.getLogger("mteb").setLevel(logging.ERROR)
         result = mteb.evaluate(encoder, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
-                               co2_tracker=False, encode_kwargs={"batch_size": encoder.policy.batch_size,
+                               co2_tracker=False, encode_kwargs={"batch_size": batch_size,
                                                                  "show_progress_bar": False})
     seconds = time.perf_counter() - started
     task_result = result.task_results[0]

@@ -105,8 +105,8 @@ def _download(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id=repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]))
     except Exception as exc:  # the hub client raises many types: offline, auth, not found
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EvalsuiteError(f"cannot get {repo_id!r} from the Hugging Face Hub ({reason[:160]}); pass a local model folder instead") from exc
+        reason = str(exc).splitlines()[0].split(". ")[0].rstrip(".") if str(exc) else type(exc).__name__  # first sentence
+        raise EvalsuiteError(f"cannot get {repo_id!r} from the Hugging Face Hub ({reason[:200]}); pass a local model folder instead") from exc
 
 
 def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) -> EncodingSettings:

@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +26,9 @@ from evalsuite.store import atomic_write_json, sha256_text
 from evalsuite.variants import VariantSpec
 
 SCHEMA = "evalsuite.result/1"
+CHECKSUM_FIELD = "content_sha256"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,15 +88,31 @@ class RunResult:
         names = {f.name for f in fields(cls)}
         try:
             task = TaskRef(**data["task"])
-            return cls(**{k: v for k, v in data.items() if k in names and k != "task"}, task=task)
+            result = cls(**{k: v for k, v in data.items() if k in names and k != "task"}, task=task)
         except (KeyError, TypeError) as exc:
             raise EvalsuiteError(f"{path or 'result'}: not a valid evalsuite result ({exc})") from None
+        per_query = result.per_query_ndcg_at_10
+        if not (_is_number(result.ndcg_at_10) and isinstance(per_query, dict) and per_query
+                and all(_is_number(v) for v in per_query.values()) and isinstance(result.identity, str)):
+            raise EvalsuiteError(f"{path or 'result'}: not a valid evalsuite result "
+                                 "(ndcg_at_10, per_query_ndcg_at_10 or identity is missing or of the wrong type)")
+        return result
 
 
-def identity(weights_sha256: str, variant: str, onnx_sha256: str, task: TaskRef, encoding: dict[str, object],
-             batch_policy: dict[str, object]) -> str:
-    """The hash of everything that decides a result's numbers."""
-    return sha256_text(SCHEMA, weights_sha256, variant, onnx_sha256, task.name, task.split, task.fingerprint,
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def content_digest(data: dict[str, object]) -> str:
+    """sha256 of a result's JSON form (keys sorted, compact), stored as ``content_sha256`` to detect damage."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def identity(weights_sha256: str, variant: str, onnx_sha256: str, task: str, split: str, data_fingerprint: str,
+             encoding: dict[str, object], batch_policy: dict[str, object]) -> str:
+    """The hash of everything that decides a result's numbers; cheap to compute without loading the data."""
+    return sha256_text(SCHEMA, weights_sha256, variant, onnx_sha256, task, split, data_fingerprint,
                        json.dumps(encoding, sort_keys=True), json.dumps(batch_policy, sort_keys=True))
 
 
@@ -108,8 +129,10 @@ class ResultStore:
         return self._read(self.path(model_slug, task, variant))
 
     def put(self, result: RunResult) -> Path:
+        """Write ``result`` atomically, with a checksum of its content that :meth:`get` verifies."""
         path = self.path(result.model_slug, result.task.name, result.variant)
-        atomic_write_json(path, result.to_dict())
+        data = json.loads(json.dumps(result.to_dict()))  # its JSON form, exactly as it will be read back
+        atomic_write_json(path, {**data, CHECKSUM_FIELD: content_digest(data)})
         return path
 
     def all(self, model_slug: str | None = None) -> Iterator[RunResult]:
@@ -123,12 +146,22 @@ class ResultStore:
                 yield result
 
     def _read(self, path: Path) -> RunResult | None:
+        """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it)."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a foreign or damaged file is not a result; it will be recomputed
+            log.warning("%s is not valid JSON; ignoring it", path)
+            return None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             return None
-        return RunResult.from_dict(data, path)
+        stored = data.pop(CHECKSUM_FIELD, None)  # files written before checksums, or by hand, have none
+        if stored is not None and stored != content_digest(data):
+            log.warning("%s does not match its checksum (damaged or edited); ignoring it", path)
+            return None
+        try:
+            return RunResult.from_dict(data, path)
+        except EvalsuiteError as exc:
+            log.warning("%s; ignoring it", exc)
+            return None

@@ -13,9 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -76,8 +78,25 @@ def read_blob(path: Path) -> bytes | None:
 
 
 def file_lock(path: Path) -> Any:
-    """An inter-process lock next to ``path``, so two runs never build the same thing at once."""
+    """An inter-process lock next to ``path``, so two runs never build the same thing at once.
+
+    The lock is an ``flock`` on ``<path>.lock``: the kernel releases it when its holder dies, even by SIGKILL,
+    so a killed run never blocks the next one. The lock file itself stays (removing it would break the lock).
+    """
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path) + ".lock")
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files and folders (``.<name>.*``) that killed writers of ``path`` left beside it.
+
+    Call it only while holding ``file_lock(path)``: every writer of ``path`` holds that lock, so a temporary
+    sibling is then a leftover, never another process's work in progress.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)

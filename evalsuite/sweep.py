@@ -25,12 +25,12 @@ from pathlib import Path
 
 from evalsuite.convert import Artifact, build_variant
 from evalsuite.encoder import BatchPolicy, OnnxEncoder
-from evalsuite.errors import EvalsuiteError
-from evalsuite.evaluate import LoadedTask, load_task, run_mteb, task_unavailable
+from evalsuite.errors import DataUnavailable, EvalsuiteError
+from evalsuite.evaluate import LoadedTask, data_fingerprint, load_task, run_mteb, task_unavailable
 from evalsuite.machine import cpu_info, versions
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
-from evalsuite.results import ResultStore, RunResult, TaskRef, identity
-from evalsuite.store import file_lock
+from evalsuite.results import ResultStore, RunResult, identity
+from evalsuite.store import file_lock, remove_leftovers
 from evalsuite.tasks import TaskSpec, default_tasks, find_task
 from evalsuite.variants import BASELINE, VariantSpec
 
@@ -92,7 +92,7 @@ def run_sweep(cfg: SweepConfig, say: Say | None = None, progress: Callable[[str,
     """Evaluate every requested variant (and the Float32 baseline) on every requested task."""
     say = say or (lambda _m: None)
     source = resolve_model(cfg.model)
-    specs = _task_specs(cfg, say)
+    specs = _task_specs(cfg)
     skipped = {s.name: why for s, why in specs if why}
     runnable = [s for s, why in specs if not why]
     if not runnable:
@@ -100,32 +100,37 @@ def run_sweep(cfg: SweepConfig, say: Say | None = None, progress: Callable[[str,
     variants = [BASELINE] + [v for v in cfg.variants if v != BASELINE]
     store = ResultStore(cfg.results_dir)
     loaded: dict[str, LoadedTask] = {}
+    fingerprints: dict[str, str] = {}
     results: dict[str, dict[str, RunResult]] = {s.name: {} for s in runnable}
     computed: list[tuple[str, str]] = []
     command = " ".join(shlex.quote(a) for a in ["evalsuite", *sys.argv[1:]]) if sys.argv[0].endswith("evalsuite") else ""
     for spec in variants:
         artifact = build_variant(source, spec, cfg.cache_dir, say)
         encoder: OnnxEncoder | None = None
-        for task in runnable:
-            if task.name not in loaded:
-                say(f"loading {task.name}")
-                try:
-                    loaded[task.name] = load_task(task, cfg.data_dir)
-                except EvalsuiteError as exc:
-                    if cfg.tasks is not None:
-                        raise
-                    skipped[task.name] = str(exc)
-                    results.pop(task.name, None)
-                    runnable = [t for t in runnable if t.name != task.name]
-                    continue
-            lt = loaded[task.name]
-            ident = identity(source.weights_sha256, spec.name, artifact.sha256, lt.ref, source.settings.to_dict(), cfg.policy.to_dict())
+        for task in list(runnable):
+            if task.name not in fingerprints:
+                fingerprints[task.name] = data_fingerprint(task, cfg.data_dir)
+            ident = identity(source.weights_sha256, spec.name, artifact.sha256, task.name, task.split,
+                             fingerprints[task.name], source.settings.to_dict(), cfg.policy.to_dict())
             path = store.path(source.slug, task.name, spec.name)
             with file_lock(path):
+                remove_leftovers(path)  # temporary files of runs killed while writing it
                 existing = store.get(source.slug, task.name, spec.name)
                 if existing is not None and existing.identity == ident and not cfg.force:
                     results[task.name][spec.name] = existing
                     continue
+                if task.name not in loaded:
+                    say(f"loading {task.name}")
+                    try:
+                        loaded[task.name] = load_task(task, cfg.data_dir)
+                    except DataUnavailable as exc:  # malformed data is an error even in a default task
+                        if cfg.tasks is not None:
+                            raise
+                        skipped[task.name] = str(exc)
+                        results.pop(task.name, None)
+                        runnable.remove(task)
+                        continue
+                lt = loaded[task.name]
                 if encoder is None:
                     encoder = OnnxEncoder(artifact, source, cfg.policy, cache_dir=cfg.cache_dir, threads=cfg.threads,
                                           variant_name=spec.name)
@@ -140,14 +145,11 @@ def run_sweep(cfg: SweepConfig, say: Say | None = None, progress: Callable[[str,
     return SweepReport(source.model_id, results, skipped, computed)
 
 
-def _task_specs(cfg: SweepConfig, say: Say) -> list[tuple[TaskSpec, str | None]]:
+def _task_specs(cfg: SweepConfig) -> list[tuple[TaskSpec, str | None]]:
     if cfg.tasks is None:
         out = []
         for spec in default_tasks(cfg.tasks_dir):
-            why = task_unavailable(spec, cfg.data_dir)
-            if why:
-                say(f"skipping {spec.name}: {why}")
-            out.append((spec, why))
+            out.append((spec, task_unavailable(spec, cfg.data_dir)))
         return out
     specs = []
     for name in cfg.tasks:
@@ -164,7 +166,7 @@ def _evaluate(encoder: OnnxEncoder, lt: LoadedTask, source: ModelSource, artifac
               command: str) -> RunResult:
     before = dict(encoder.stats)
     started = time.perf_counter()
-    outcome = run_mteb(encoder, lt)
+    outcome = run_mteb(encoder, lt, encoder.policy.batch_size)
     # mteb rounds its scores to 5 decimals; deltas are taken between exact means of pytrec_eval's per-query values.
     ndcg = math.fsum(outcome.per_query.values()) / len(outcome.per_query)
     reported = outcome.scores.get("ndcg_at_10")
@@ -186,4 +188,4 @@ def _evaluate(encoder: OnnxEncoder, lt: LoadedTask, source: ModelSource, artifac
     )
 
 
-__all__ = ["SweepConfig", "SweepReport", "TaskRef", "default_cache_dir", "default_data_dir", "default_results_dir", "run_sweep"]
+__all__ = ["SweepConfig", "SweepReport", "default_cache_dir", "default_data_dir", "default_results_dir", "run_sweep"]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a file or pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = int(os.environ.get("COLUMNS", "0")) or (None if stream.isatty() else 200)
+    return Console(stderr=stderr, width=width, soft_wrap=True)
 
 
 class Progressbars:

@@ -68,9 +68,15 @@ class VariantSpec:
         match = _PATTERN.match(raw)
         if match is None:
             parts = raw.split("-")
+            dtype = parts[0] if parts[0] in DTYPES else next(iter(difflib.get_close_matches(parts[0], DTYPES, n=1)), parts[0])
             canonical = [p for p in ("pc", "7bit") if p in parts] + [p for p in parts[1:] if p.startswith("o")]
-            hint = "-".join(parts[:1] + canonical)
-            suggestion = f"; did you mean {hint!r}?" if hint != raw and _PATTERN.match(hint) else ""
+            hint = "-".join([dtype, *canonical])
+            suggestion = ""
+            if _PATTERN.match(hint):  # suggest only a name that parses, in its canonical spelling
+                try:
+                    suggestion = f"; did you mean {cls.parse(hint).name!r}?"
+                except EvalsuiteError:
+                    pass
             raise EvalsuiteError(f"cannot parse variant {text!r}: expected {GRAMMAR.splitlines()[0]}{suggestion}")
         level = int(match["level"]) if match["level"] is not None else DEFAULT_OPT_LEVEL
         return cls(match["dtype"], bool(match["pc"]), bool(match["rr"]), level)  # type: ignore[arg-type]

@@ -1,0 +1,361 @@
+"""The release gate: thresholds on the NDCG@10 loss of a variant against Float32 -> a verdict per task and overall.
+
+A check compares the variant's mean delta (per task, or the macro mean over tasks) with the largest loss
+allowed, ``max_drop`` (absolute NDCG@10, or with ``relative`` a fraction of Float32's NDCG@10):
+
+* rule ``point``: pass when ``delta >= -max_drop``, otherwise fail (strict: a measured loss is a loss).
+* rule ``ci``: fail only when the loss is established, i.e. the whole confidence interval lies beyond the
+  threshold (``ci_high < -max_drop``); pass when the whole interval is within it (``ci_low >= -max_drop``);
+  otherwise "inconclusive" (the interval straddles the threshold), which does not fail the gate.
+
+Defaults come from ``configs/gate.yaml``; command-line options override them.
+
+Example:
+    >>> cfg = GateConfig(max_drop=0.01)  # doctest: +SKIP
+    >>> verdict = gate("qint8-7bit", cfg, Path("results"))  # doctest: +SKIP
+    >>> verdict.outcome, verdict.reason  # doctest: +SKIP
+    ('fail', 'qint8-7bit fails: SciFact drop 0.0213 > 0.0100 (rule point)')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import yaml
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.results import ResultStore, RunResult
+from evalsuite.stats import PairedComparison, compare, pair
+from evalsuite.tasks import data_dir
+from evalsuite.variants import BASELINE, DTYPES, NAMED_SETS, VariantSpec
+
+if TYPE_CHECKING:
+    from evalsuite.sweep import SweepConfig
+
+Rule = Literal["point", "ci"]
+Scope = Literal["per-task", "mean"]
+Outcome = Literal["pass", "fail", "inconclusive"]
+MIN_RESAMPLES = 10_000
+
+
+class MissingResults(EvalsuiteError):
+    """The results a comparison needs are not stored (``gate --run`` computes them)."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Gate thresholds and the statistics behind them (``configs/gate.yaml``).
+
+    Args:
+        max_drop: largest acceptable loss of NDCG@10 against Float32 (absolute, or a fraction with ``relative``).
+        relative: ``max_drop`` is a fraction of Float32's NDCG@10 (0.01 = 1 %).
+        scope: ``per-task`` (every task must pass) or ``mean`` (the macro average over tasks must pass).
+        rule: ``point`` (the mean delta) or ``ci`` (the bootstrap confidence interval; see the module docstring).
+        tasks: tasks to judge; None means every task with a Float32 result.
+        confidence: coverage of the bootstrap CI; ``1 - confidence`` is the significance level of the markers.
+        n_resamples: bootstrap and randomization-test resamples (at least 10,000).
+        seed: seed of both; the same seed gives the same CI and p-value.
+        speed_length, speed_batch: the bench point (tokens, batch) shown as the speed of a variant in reports.
+    """
+
+    max_drop: float = 0.01
+    relative: bool = False
+    scope: Scope = "per-task"
+    rule: Rule = "point"
+    tasks: tuple[str, ...] | None = None
+    confidence: float = 0.95
+    n_resamples: int = MIN_RESAMPLES
+    seed: int = 0
+    speed_length: int = 128
+    speed_batch: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_drop", "confidence", "n_resamples", "seed", "speed_length", "speed_batch"):
+            value = getattr(self, name)
+            integer = name not in ("max_drop", "confidence")
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                raise EvalsuiteError(f"{name} must be {'an integer' if integer else 'a number'}, not {value!r}")
+        if not isinstance(self.relative, bool):
+            raise EvalsuiteError(f"relative must be true or false, not {self.relative!r}")
+        if not self.max_drop >= 0:  # also refuses NaN
+            raise EvalsuiteError(f"max_drop must be a number >= 0, not {self.max_drop!r}")
+        if self.relative and self.max_drop >= 1:
+            raise EvalsuiteError(f"a relative max_drop is a fraction of Float32's NDCG@10 (0.01 = 1 %), not {self.max_drop}")
+        if self.scope not in ("per-task", "mean"):
+            raise EvalsuiteError(f"scope must be 'per-task' or 'mean', not {self.scope!r}")
+        if self.rule not in ("point", "ci"):
+            raise EvalsuiteError(f"rule must be 'point' or 'ci', not {self.rule!r}")
+        if not 0.5 <= self.confidence < 1:
+            raise EvalsuiteError(f"confidence must be in [0.5, 1), not {self.confidence}")
+        if self.n_resamples < MIN_RESAMPLES:
+            raise EvalsuiteError(f"n_resamples must be at least {MIN_RESAMPLES}, not {self.n_resamples}")
+        if self.speed_length < 1 or self.speed_batch < 1:
+            raise EvalsuiteError("speed_length and speed_batch must be at least 1")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> GateConfig:
+        """Read a gate YAML file; without a path, the built-in ``configs/gate.yaml`` (or the defaults)."""
+        if path is None:
+            path = data_dir("configs") / "gate.yaml"
+            if not path.is_file():
+                return cls()
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise EvalsuiteError(f"gate config not found: {path}") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise EvalsuiteError(f"{path}: cannot read gate config ({str(exc).splitlines()[0]})") from None
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(doc, dict) or set(doc) - set(names):
+            unknown = sorted(set(doc) - set(names)) if isinstance(doc, dict) else []
+            hint = "".join(f"; did you mean {m[0]!r} for {k!r}?" for k in unknown if (m := difflib.get_close_matches(k, names, n=1)))
+            raise EvalsuiteError(f"{path}: allowed keys are {', '.join(names)}" + (f", not {', '.join(unknown)}" if unknown else "") + hint)
+        if doc.get("tasks") is not None:
+            doc["tasks"] = tuple(str(t) for t in (doc["tasks"] if isinstance(doc["tasks"], list) else [doc["tasks"]]))
+        return cls(**doc)
+
+    def override(self, **changes: object) -> GateConfig:
+        """A copy with the options that were given (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """``max drop 0.0100 NDCG@10 per task, rule point`` (for verdict lines and report notes)."""
+        drop = f"{100 * self.max_drop:.2f}% of Float32's NDCG@10" if self.relative else f"{self.max_drop:.4f} NDCG@10"
+        scope = "per task" if self.scope == "per-task" else "on the mean over tasks"
+        return f"max drop {drop} {scope}, rule {self.rule}" + (f" ({100 * self.confidence:g}% CI)" if self.rule == "ci" else "")
+
+
+@dataclass(frozen=True)
+class ModelResults:
+    """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
+
+    model_id: str
+    model_slug: str
+    results: dict[str, dict[str, RunResult]]
+    root: Path
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.results)
+
+    def variants(self) -> list[str]:
+        """Every variant with a result on some task, in table order (see :func:`variant_order`)."""
+        return variant_order({v for by_variant in self.results.values() for v in by_variant})
+
+
+def variant_order(names: Iterable[str]) -> list[str]:
+    """Float32 and the reference table's variants first (in its order), then the others by dtype, flags and level."""
+    seed = NAMED_SETS["seed"]
+
+    def key(name: str) -> tuple[int, int, bool, bool, int]:
+        spec = VariantSpec.parse(name)
+        rank = seed.index(spec.name) if spec.name in seed else len(seed)
+        return rank, DTYPES.index(spec.dtype), spec.per_channel, spec.reduce_range, spec.opt_level
+
+    return sorted(set(names), key=key)
+
+
+def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None) -> ModelResults:
+    """Read one model's results; ``model`` is a Hub id, folder name or slug, optional when only one model is stored.
+
+    Tasks are matched case-insensitively and kept in the order given; without ``tasks``, every task that has a
+    Float32 result, by name. A requested task without a Float32 result is a :class:`MissingResults` error.
+    """
+    everything = list(ResultStore(results_dir).all())
+    if not everything:
+        raise MissingResults(f"no results in {results_dir}/ (run `evalsuite run` first, or pass --run)")
+    slugs = sorted({r.model_slug for r in everything})
+    if model is None:
+        if len(slugs) > 1:
+            raise EvalsuiteError(f"{results_dir}/ holds results of {len(slugs)} models ({', '.join(slugs)}); choose one with --model")
+        slug = slugs[0]
+    else:
+        wanted = {model, model.rstrip("/").replace("/", "__").replace(":", "_"), Path(model).name}
+        matches = sorted({r.model_slug for r in everything if r.model_id == model or r.model_slug in wanted})
+        if not matches:
+            raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")
+        slug = matches[0]
+    mine = [r for r in everything if r.model_slug == slug]
+    by_task: dict[str, dict[str, RunResult]] = {}
+    for r in mine:
+        by_task.setdefault(r.task.name, {})[r.variant] = r
+    with_baseline = sorted(t for t, by_variant in by_task.items() if BASELINE.name in by_variant)
+    if tasks is None:
+        chosen = with_baseline
+    else:
+        names = {t.lower(): t for t in by_task}
+        chosen = []
+        for t in tasks:
+            name = names.get(t.strip().lower())
+            if name is None or BASELINE.name not in by_task[name]:
+                raise MissingResults(f"no Float32 result on task {t!r} for {mine[0].model_id} in {results_dir}/"
+                                     f" (tasks with Float32 results: {', '.join(with_baseline) or 'none'})")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise MissingResults(f"no Float32 result for {mine[0].model_id} in {results_dir}/: nothing to compare against")
+    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir)
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    """A variant against Float32: per task, and the macro mean over tasks (None unless every task has a result)."""
+
+    model_id: str
+    variant: str
+    tasks: dict[str, PairedComparison]
+    mean: PairedComparison | None
+    missing: tuple[str, ...] = ()
+
+
+def compare_variant(data: ModelResults, variant: str, cfg: GateConfig, require_all: bool = True) -> VariantComparison:
+    """Paired statistics of ``variant`` against Float32 on each task of ``data`` and on their macro mean.
+
+    With ``require_all`` a task without a result of the variant is a :class:`MissingResults` error; without it the
+    task is left out and the macro mean is None.
+    """
+    name = VariantSpec.parse(variant).name
+    pairs, missing = {}, []
+    for task, by_variant in data.results.items():
+        result = by_variant.get(name)
+        if result is None:
+            missing.append(task)
+            continue
+        base = by_variant[BASELINE.name]
+        if result.weights_sha256 != base.weights_sha256 or result.task.fingerprint != base.task.fingerprint:
+            what = "weights" if result.weights_sha256 != base.weights_sha256 else "data"
+            raise EvalsuiteError(f"{name} and float32 on {task} were computed from different {what}; "
+                                 f"re-run `evalsuite run --variant {name}` to refresh the stale result")
+        pairs[task] = pair(result.per_query_ndcg_at_10, base.per_query_ndcg_at_10, f"{name} vs float32 on {task}")
+    if missing and require_all:
+        have = [v for v in data.variants() if all(v in by_v for by_v in data.results.values())]
+        raise MissingResults(f"no results for variant {name!r} of {data.model_id} on {', '.join(missing)} in {data.root}/ "
+                             f"(complete variants: {', '.join(have)}); run `evalsuite run --variant {name}` or pass --run")
+    per_task = {t: compare([p], cfg.confidence, cfg.n_resamples, cfg.seed) for t, p in pairs.items()}
+    mean = compare(list(pairs.values()), cfg.confidence, cfg.n_resamples, cfg.seed) if pairs and not missing else None
+    return VariantComparison(data.model_id, name, per_task, mean, tuple(missing))
+
+
+@dataclass(frozen=True)
+class Check:
+    """The verdict on one task, or on the macro mean (``scope == "mean"``); ``decides`` when it counts for the gate."""
+
+    scope: str
+    outcome: Outcome
+    reason: str
+    limit: float  # the largest acceptable loss, in NDCG@10 (relative limits converted)
+    decides: bool
+    comparison: PairedComparison
+
+    def line(self) -> str:
+        c = self.comparison
+        rel = f" ({100 * c.relative_delta:+.2f}%)" if c.relative_delta is not None else ""
+        label = self.outcome.upper() if self.decides else "info"
+        return (f"{label:<12} {self.scope:<12} NDCG@10 {c.mean_variant:.4f} vs {c.mean_baseline:.4f}: delta {c.mean_delta:+.4f}{rel}, "
+                f"{100 * c.confidence:g}% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_value:.4f}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer for one variant: ``outcome`` of the deciding checks, and a one-line ``reason``."""
+
+    model_id: str
+    variant: str
+    config: GateConfig
+    outcome: Outcome
+    reason: str
+    checks: tuple[Check, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        """True unless a deciding check failed (an inconclusive CI does not fail the gate)."""
+        return self.outcome != "fail"
+
+    def lines(self) -> list[str]:
+        """One line per task (and the mean), then the one-line reason."""
+        head = f"gate {self.variant} vs float32 ({self.model_id}): {self.config.describe()}"
+        return [head, *(c.line() for c in self.checks), self.reason]
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``gate --json`` document (see docs/ci-gate.md)."""
+        cfg = dataclasses.asdict(self.config)
+        cfg["tasks"] = list(self.config.tasks) if self.config.tasks else None
+        return {"schema": "evalsuite.gate/1", "model": self.model_id, "variant": self.variant, "baseline": BASELINE.name,
+                "outcome": self.outcome, "passed": self.passed, "reason": self.reason, "config": cfg,
+                "checks": [{"scope": c.scope, "outcome": c.outcome, "decides": c.decides, "limit": c.limit,
+                            "reason": c.reason, **c.comparison.to_dict()} for c in self.checks]}
+
+
+def judge_check(c: PairedComparison, cfg: GateConfig, scope: str, decides: bool = True) -> Check:
+    """Apply the rule of ``cfg`` to one comparison (see the module docstring)."""
+    limit = cfg.max_drop * c.mean_baseline if cfg.relative else cfg.max_drop
+    shown = f"{100 * cfg.max_drop:.2f}% ({limit:.4f})" if cfg.relative else f"{limit:.4f}"
+    outcome: Outcome
+    if cfg.rule == "point":
+        change = f"drop {-c.mean_delta:.4f}" if c.mean_delta < 0 else f"gain {c.mean_delta:.4f}"
+        if c.mean_delta >= -limit:
+            outcome, reason = "pass", f"{change} within max drop {shown}"
+        else:
+            outcome, reason = "fail", f"{change} > max drop {shown}"
+    elif c.ci_high < -limit:
+        outcome, reason = "fail", f"drop established: CI upper bound {c.ci_high:+.4f} < -{shown}"
+    elif c.ci_low >= -limit:
+        outcome, reason = "pass", f"CI lower bound {c.ci_low:+.4f} >= -{shown}"
+    else:
+        outcome, reason = "inconclusive", f"CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}] straddles -{shown}"
+    return Check(scope, outcome, reason, limit, decides, c)
+
+
+def judge(comparison: VariantComparison, cfg: GateConfig) -> Verdict:
+    """The verdict of the gate on a complete comparison (every task and the mean)."""
+    if comparison.mean is None:
+        raise MissingResults(f"{comparison.variant} has no results on {', '.join(comparison.missing)}: cannot gate it")
+    per_task = cfg.scope == "per-task"
+    checks = [judge_check(c, cfg, task, per_task) for task, c in comparison.tasks.items()]
+    checks.append(judge_check(comparison.mean, cfg, "mean", not per_task))
+    deciding = [c for c in checks if c.decides]
+    failed = [c.scope for c in deciding if c.outcome == "fail"]
+    unsure = [c.scope for c in deciding if c.outcome == "inconclusive"]
+    v = comparison.variant
+    if failed:
+        outcome: Outcome = "fail"
+        reason = f"FAIL: {v} loses more NDCG@10 than allowed on {', '.join(failed)} ({cfg.describe()})"
+    elif unsure:
+        outcome = "inconclusive"
+        reason = f"INCONCLUSIVE (not failing): {v}'s CI straddles the threshold on {', '.join(unsure)} ({cfg.describe()})"
+    else:
+        outcome = "pass"
+        reason = f"PASS: {v} is within the allowed NDCG@10 loss on {', '.join(c.scope for c in deciding)} ({cfg.describe()})"
+    return Verdict(comparison.model_id, v, cfg, outcome, reason, tuple(checks))
+
+
+def gate(variant: str, cfg: GateConfig, results_dir: Path, model: str | None = None,
+         sweep: SweepConfig | None = None, say: Callable[[str], None] | None = None) -> Verdict:
+    """Judge a variant from stored results; with ``sweep``, missing results are first computed by :func:`run_sweep`.
+
+    Args:
+        variant: variant name, e.g. ``qint8-pc-7bit``.
+        cfg: thresholds and statistics.
+        results_dir: where results are stored.
+        model: Hub id, folder or slug of the model; optional when ``results_dir`` holds one model.
+        sweep: how to evaluate the variant (and Float32) when its results are missing; None to fail instead.
+        say: status messages of the sweep.
+    """
+    name = VariantSpec.parse(variant).name
+    try:
+        data = load_results(results_dir, model, cfg.tasks)
+        comparison = compare_variant(data, name, cfg)
+    except MissingResults:
+        if sweep is None:
+            raise
+        from evalsuite.sweep import run_sweep
+
+        report = run_sweep(sweep, say=say)
+        data = load_results(results_dir, report.model_id, cfg.tasks or list(report.results))
+        comparison = compare_variant(data, name, cfg)
+    return judge(comparison, cfg)

@@ -1,0 +1,316 @@
+"""The ``evalsuite`` command end to end, in a subprocess: bad input gives one line and exit code 2, ``run --json``
+gives the documented document, and its NDCG@10 equals an independent computation from sentence-transformers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_beir
+
+from evalsuite.convert import artifact_dir, build_variant
+from evalsuite.models import ModelSource
+from evalsuite.store import atomic_write_json, sha256_file
+from evalsuite.variants import NAMED_SETS, VariantSpec
+
+EVALSUITE = Path(sys.executable).with_name("evalsuite")
+JSON_ROW_KEYS = {"task", "variant", "ndcg_at_10", "float32_ndcg_at_10", "delta", "relative_delta", "n_queries",
+                 "batch_policy", "onnx_sha256", "reused"}
+RESULT_FIELDS = {"schema", "model_id", "model_slug", "weights_sha256", "variant", "onnx_sha256", "onnx_size_bytes", "task",
+                 "encoding", "batch_policy", "main_score", "ndcg_at_10", "scores", "per_query_ndcg_at_10", "timings",
+                 "versions", "machine", "created", "command", "identity", "mteb_scores"}
+
+
+def evalsuite(*args: object, cache: Path, results: Path, module: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(cache), "EVALSUITE_RESULTS_DIR": str(results), "NO_COLOR": "1"}
+    env["HF_HUB_OFFLINE"] = "1"  # never the network
+    env.pop("EVALSUITE_DATA_DIR", None)
+    env.pop("EVALSUITE_DEBUG", None)
+    command = [sys.executable, "-m", "evalsuite.cli"] if module else [str(EVALSUITE)]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error:`` line of a failed command (exit code 2, no traceback)."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "set EVALSUITE_DEBUG" not in errors[0], f"an unexpected exception, not a user error: {errors[0]}"
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``scifact/`` (synthetic, CRLF) and ``fiqa/`` in FiQA's layout without its corpus, like ../shared/data/beir."""
+    root = tmp_path_factory.mktemp("data")
+    make_beir(root / "scifact", crlf=True)
+    make_beir(root / "fiqa", n_docs=40, n_queries=8, seed=5)
+    (root / "fiqa" / "corpus.jsonl").unlink()
+    return root
+
+
+@pytest.fixture(scope="module")
+def json_run(tiny_model: Path, shared_cache: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:  # type: ignore[type-arg]
+    results = tmp_path_factory.mktemp("results")
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--tasks", "SCIFACT", "--data-dir", data,
+                     "--json", cache=shared_cache, results=results)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return json.loads(proc.stdout), results
+
+
+# --- run --json -------------------------------------------------------------------------------------
+
+def test_run_json_document(json_run: tuple[dict, Path], tiny_model: Path, tiny_source: ModelSource,  # type: ignore[type-arg]
+                           shared_cache: Path) -> None:
+    doc, _ = json_run
+    assert doc["model"] == str(tiny_model) and doc["skipped"] == {}
+    rows = {r["variant"]: r for r in doc["results"]}
+    assert list(rows) == ["float32", "qint8-pc-7bit"]
+    for name, row in rows.items():
+        assert set(row) >= JSON_ROW_KEYS
+        assert row["task"] == "SciFact" and row["n_queries"] == 12 and row["batch_policy"] == "docs32-q1-length"
+        assert row["onnx_sha256"] == build_variant(tiny_source, VariantSpec.parse(name), shared_cache).sha256
+        assert row["float32_ndcg_at_10"] == rows["float32"]["ndcg_at_10"]
+        assert row["delta"] == pytest.approx(row["ndcg_at_10"] - row["float32_ndcg_at_10"], abs=1e-12)
+        assert 0.0 < row["ndcg_at_10"] < 1.0
+    assert rows["float32"]["delta"] == 0.0 and rows["float32"]["relative_delta"] == 0.0
+
+
+def test_result_files_have_the_documented_fields(json_run: tuple[dict, Path], tiny_source: ModelSource) -> None:  # type: ignore[type-arg]
+    doc, results = json_run
+    files = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
+    assert files == [f"{tiny_source.slug}/SciFact/float32.json", f"{tiny_source.slug}/SciFact/qint8-pc-7bit.json"]
+    for row in doc["results"]:
+        record = json.loads((results / tiny_source.slug / "SciFact" / f"{row['variant']}.json").read_text())
+        assert set(record) >= RESULT_FIELDS
+        assert record["schema"] == "evalsuite.result/1" and record["variant"] == row["variant"]
+        assert record["weights_sha256"] == tiny_source.weights_sha256 == sha256_file(tiny_source.path / "model.safetensors")
+        assert record["onnx_sha256"] == row["onnx_sha256"]
+        assert record["task"]["name"] == "SciFact" and record["task"]["split"] == "test"
+        assert (record["task"]["n_documents"], record["task"]["n_queries"]) == (60, 12)
+        assert record["encoding"] == {"max_seq_length": 64, "pooling": "mean", "normalize": True, "query_prefix": "",
+                                      "document_prefix": ""}
+        assert record["batch_policy"]["key"] == "docs32-q1-length" and record["main_score"] == "ndcg_at_10"
+        per_query = record["per_query_ndcg_at_10"]
+        assert sorted(per_query) == sorted(f"q{i}" for i in range(12))  # the unjudged query is not scored
+        assert math.fsum(per_query.values()) / len(per_query) == pytest.approx(row["ndcg_at_10"], abs=1e-12)
+        assert record["ndcg_at_10"] == row["ndcg_at_10"]
+        assert abs(record["scores"]["ndcg_at_10"] - record["ndcg_at_10"]) <= 5e-6  # mteb rounds to 5 decimals
+        assert record["command"].startswith("evalsuite run ") and "--variant qint8-pc-7bit" in record["command"]
+        assert len(record["identity"]) == 64
+
+
+def _ndcg_at_10(scores: dict[str, float], relevant: dict[str, int]) -> float:
+    """NDCG@10 as trec_eval computes it: linear gains, log2(rank + 1) discount, ties ranked by doc id descending."""
+    ranked = [doc for doc, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)][:10]
+    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def test_float32_ndcg_equals_an_independent_computation(json_run: tuple[dict, Path], tiny_model: Path, data: Path,  # type: ignore[type-arg]
+                                                        tiny_source: ModelSource) -> None:
+    """sentence-transformers embeddings (not ONNX), cosine, our own ranking and NDCG@10: the same numbers as mteb's."""
+    from sentence_transformers import SentenceTransformer
+
+    doc, results = json_run
+    folder = data / "scifact"
+    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (folder / "queries.jsonl").read_text().splitlines()) if q}
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, grade = line.strip().split("\t")
+        qrels.setdefault(qid, {})[did] = int(grade)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    doc_vecs = model.encode([f"{d['title']} {d['text']}".strip() for d in corpus]).astype(np.float64)
+    qids = sorted(qrels)
+    query_vecs = model.encode([queries[q] for q in qids]).astype(np.float64)
+    cosine = (query_vecs / np.linalg.norm(query_vecs, axis=1, keepdims=True)) @ \
+        (doc_vecs / np.linalg.norm(doc_vecs, axis=1, keepdims=True)).T
+    expected = {q: _ndcg_at_10({d["_id"]: float(s) for d, s in zip(corpus, row, strict=True)}, qrels[q])
+                for q, row in zip(qids, cosine, strict=True)}
+
+    record = json.loads((results / tiny_source.slug / "SciFact" / "float32.json").read_text())
+    for qid in qids:
+        assert record["per_query_ndcg_at_10"][qid] == pytest.approx(expected[qid], abs=1e-6), qid
+    float32_row = next(r for r in doc["results"] if r["variant"] == "float32")
+    assert float32_row["ndcg_at_10"] == pytest.approx(sum(expected.values()) / len(expected), abs=1e-6)
+
+
+# --- tasks: defaults, FiQA --------------------------------------------------------------------------
+
+def test_default_tasks_skip_missing_data_with_a_reason(tiny_model: Path, shared_cache: Path, data: Path,
+                                                       json_run: tuple[dict, Path], tmp_path: Path) -> None:  # type: ignore[type-arg]
+    _, first = json_run
+    results = tmp_path / "results"
+    shutil.copytree(first, results)  # SciFact is already computed: this run only has to find it
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--data-dir", data, "--json",
+                     cache=shared_cache, results=results)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["skipped"]["FiQA2018"] == f"{data / 'fiqa'}: missing corpus.jsonl"
+    assert "not found" in doc["skipped"]["NFCorpus"] and str(data / "nfcorpus") in doc["skipped"]["NFCorpus"]
+    assert {r["task"] for r in doc["results"]} == {"SciFact"} and all(r["reused"] for r in doc["results"])
+    assert any(line.startswith("skipped FiQA2018:") and "corpus.jsonl" in line for line in proc.stderr.splitlines())
+
+
+def test_explicit_fiqa_without_corpus_is_an_error(tiny_model: Path, shared_cache: Path, data: Path, tmp_path: Path) -> None:
+    proc = evalsuite("run", "--model", tiny_model, "--tasks", "fiqa", "--data-dir", data, cache=shared_cache, results=tmp_path)
+    line = one_error_line(proc)
+    assert "FiQA2018" in line and f"{data / 'fiqa'}: missing corpus.jsonl" in line
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_fiqa_layout_folder_runs(tiny_model: Path, shared_cache: Path, tmp_path: Path) -> None:
+    """FiQA's layout with the corpus as it is often shipped, gzipped."""
+    folder = make_beir(tmp_path / "data" / "fiqa", n_docs=40, n_queries=8, seed=5)
+    (folder / "corpus.jsonl.gz").write_bytes(gzip.compress((folder / "corpus.jsonl").read_bytes()))
+    (folder / "corpus.jsonl").unlink()
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "float32", "--tasks", "FiQA", "--data-dir", tmp_path / "data",
+                     "--json", cache=shared_cache, results=tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["results"]
+    assert [(r["task"], r["variant"], r["n_queries"], r["delta"]) for r in rows] == [("FiQA2018", "float32", 8, 0.0)]
+    assert 0.0 < rows[0]["ndcg_at_10"] <= 1.0
+
+
+# --- bad input: one line, exit code 2, nothing lost -----------------------------------------------------
+
+def _bad_folder(root: Path, name: str, *, corpus: bytes | None = None, queries: bytes | None = None,
+                qrels: bytes | None = None) -> Path:
+    folder = make_beir(root / name, n_docs=20, n_queries=4, crlf=True)
+    for file, content in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("qrels/test.tsv", qrels)):
+        if content is not None:
+            (folder / file).write_bytes(content)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    template = make_beir(root / "template", n_docs=20, n_queries=4, crlf=True)
+    corpus = (template / "corpus.jsonl").read_bytes().splitlines(keepends=True)
+    _bad_folder(root, "badjson", corpus=b"".join(corpus[:2]) + b'{"_id": "x", "text": \r\n' + b"".join(corpus[2:]))
+    _bad_folder(root, "unknownquery", qrels=b"query-id\tcorpus-id\tscore\r\nq0\t1000\t1\r\nq77\t1001\t1\r\n")
+    _bad_folder(root, "unknowndoc", qrels=b"q0\t1000\t1\r\nq1\t1001\t1\r\nq1\t4242\t1\r\n")
+    _bad_folder(root, "empty", corpus=b"\r\n")
+    _bad_folder(root, "latin1", queries=b'{"_id": "q0", "text": "caf\xe9"}\r\n')
+    (_bad_folder(root, "noqueries") / "queries.jsonl").unlink()
+    (root / "data" / "scifact").mkdir(parents=True)
+    _bad_folder(root / "data", "scifact", qrels=b"q0\t1000\r\n")
+    (root / "notamodel").mkdir()
+    (root / "notamodel" / "config.json").write_text("{}")
+    return root
+
+
+BAD_INPUTS = {
+    # id: (arguments after "run --model <tiny>" unless they give their own --model, expected text in the error line)
+    "unknown variant": (["--variant", "qint9", "--tasks", "{bad}/badjson"], "unknown dtype 'qint9'; did you mean 'qint8'?"),
+    "variant order": (["--variant", "float32,qint8-7bit-pc", "--tasks", "{bad}/badjson"], "did you mean 'qint8-pc-7bit'?"),
+    "float16 per-channel": (["--variant", "float16-pc", "--tasks", "{bad}/badjson"], "-pc applies to qint8/quint8 only"),
+    "bad level": (["--variant", "qint8-o3", "--tasks", "{bad}/badjson"], "optimizer level must be one of 0, 1, 2, 99"),
+    "missing model": (["--model", "{bad}/no/such/model", "--tasks", "{bad}/badjson"], "model folder not found: {bad}/no/such/model"),
+    "hub model offline": (["--model", "no-such-org/no-such-model", "--tasks", "{bad}/badjson"],
+                          "cannot get 'no-such-org/no-such-model' from the Hugging Face Hub ("),
+    "model without weights": (["--model", "{bad}/notamodel", "--tasks", "{bad}/badjson"], "no weights in {bad}/notamodel"),
+    "malformed corpus": (["--tasks", "{bad}/badjson"], "{bad}/badjson/corpus.jsonl:3: invalid JSON"),
+    "qrels unknown query": (["--tasks", "{bad}/unknownquery"], "{bad}/unknownquery/qrels/test.tsv:3: query id 'q77' is not in queries.jsonl"),
+    "qrels unknown doc": (["--tasks", "{bad}/unknowndoc"], "{bad}/unknowndoc/qrels/test.tsv:3: document id '4242' is not in the corpus"),
+    "empty corpus": (["--tasks", "{bad}/empty"], "{bad}/empty/corpus.jsonl: empty corpus"),
+    "not utf-8": (["--tasks", "{bad}/latin1"], "{bad}/latin1/queries.jsonl:1: not valid UTF-8"),
+    "missing file": (["--tasks", "{bad}/noqueries"], "missing queries.jsonl"),
+    "malformed registered task": (["--tasks", "SciFact", "--data-dir", "{bad}/data"],
+                                  "{bad}/data/scifact/qrels/test.tsv:1: expected 3 tab-separated columns"),
+    "missing data folder": (["--tasks", "nfcorpus", "--data-dir", "{bad}/data"], "BEIR folder not found: {bad}/data/nfcorpus"),
+    "unknown task": (["--tasks", "scifakt"], "unknown task 'scifakt'; did you mean 'SciFact'?"),
+    "bad batch order": (["--order", "shuffled", "--tasks", "{bad}/badjson"], "batch order must be 'length' or 'given'"),
+    "bad batch size": (["--batch-size", "0", "--tasks", "{bad}/badjson"], "batch sizes must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_code_2(case: str, bad: Path, tiny_model: Path, shared_cache: Path,
+                                               tmp_path: Path) -> None:
+    args, expected = BAD_INPUTS[case]
+    args = [a.replace("{bad}", str(bad)) for a in args]
+    if "--model" not in args:
+        args = ["--model", str(tiny_model), *args]
+    proc = evalsuite("run", *args, cache=shared_cache, results=tmp_path / "results")
+    line = one_error_line(proc)
+    assert expected.replace("{bad}", str(bad)) in line
+    assert proc.stdout == ""
+
+
+def test_broken_onnx_file_keeps_what_was_computed(tiny_model: Path, tiny_source: ModelSource, shared_cache: Path,
+                                                  data: Path, tmp_path: Path) -> None:
+    """A cached ONNX file that is not a model (with matching hashes): one error line, and Float32's result is kept."""
+    build_variant(tiny_source, VariantSpec.parse("qint8"), shared_cache)
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_cache, cache, ignore=shutil.ignore_patterns("embeddings"))
+    folder = artifact_dir(tiny_source, "qint8", cache)
+    (folder / "model.onnx").write_bytes(b"\x08\x07garbage that is not a protobuf model")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(sha256=sha256_file(folder / "model.onnx"), size_bytes=(folder / "model.onnx").stat().st_size)
+    atomic_write_json(folder / "meta.json", meta)
+    results = tmp_path / "results"
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8", "--tasks", "scifact", "--data-dir", data,
+                     cache=cache, results=results)
+    line = one_error_line(proc)
+    assert f"cannot load ONNX model {folder / 'model.onnx'}" in line
+    kept = json.loads((results / tiny_source.slug / "SciFact" / "float32.json").read_text())
+    assert kept["variant"] == "float32" and len(kept["per_query_ndcg_at_10"]) == 12
+    assert not (results / tiny_source.slug / "SciFact" / "qint8.json").exists()
+
+
+def test_failed_run_keeps_earlier_results(json_run: tuple[dict, Path], tiny_model: Path, shared_cache: Path,  # type: ignore[type-arg]
+                                          data: Path, bad: Path, tmp_path: Path) -> None:
+    _, first = json_run
+    results = tmp_path / "results"
+    shutil.copytree(first, results)
+    before = {p: p.read_bytes() for p in results.rglob("*.json")}
+    assert len(before) == 2
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--tasks", f"scifact,{bad / 'badjson'}",
+                     "--data-dir", data, cache=shared_cache, results=results)
+    assert "corpus.jsonl:3: invalid JSON" in one_error_line(proc)
+    assert {p: p.read_bytes() for p in results.rglob("*.json")} == before
+
+
+# --- other commands -------------------------------------------------------------------------------------
+
+def test_variants_command(shared_cache: Path, tmp_path: Path) -> None:
+    proc = evalsuite("variants", cache=shared_cache, results=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "<dtype>[-pc][-7bit][-o<level>]" in proc.stdout
+    seed_line = next(line for line in proc.stdout.splitlines() if line.strip().startswith("seed"))
+    assert seed_line.split(None, 1)[1] == ", ".join(NAMED_SETS["seed"])
+    assert "(40 variants)" in proc.stdout
+    as_json = json.loads(evalsuite("variants", "--json", cache=shared_cache, results=tmp_path).stdout)
+    assert as_json["sets"] == {k: list(v) for k, v in NAMED_SETS.items()}
+
+
+def test_python_dash_m_works(shared_cache: Path, tmp_path: Path) -> None:
+    proc = evalsuite("variants", "--json", cache=shared_cache, results=tmp_path, module=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["sets"]["seed"] == list(NAMED_SETS["seed"])
+    failed = evalsuite("run", "--variant", "qint9", cache=shared_cache, results=tmp_path, module=True)
+    assert "did you mean 'qint8'" in one_error_line(failed)
+
+
+def test_tasks_command_shows_missing_data(data: Path, shared_cache: Path, tmp_path: Path) -> None:
+    proc = evalsuite("tasks", "--data-dir", data, cache=shared_cache, results=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    assert "data ok" in lines["SciFact"]
+    assert "missing corpus.jsonl" in lines["FiQA2018"]
+    assert "not found" in lines["NFCorpus"]

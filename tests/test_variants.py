@@ -1,0 +1,140 @@
+"""The variant grammar ``<dtype>[-pc][-7bit][-o<level>]``: parsing, canonical names, errors, named sets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.variants import DEFAULT_OPT_LEVEL, DTYPES, NAMED_SETS, OPT_LEVELS, QUANTIZED, VariantSpec, expand
+
+
+@pytest.mark.parametrize("name", NAMED_SETS["all"])
+def test_every_variant_round_trips(name: str) -> None:
+    spec = VariantSpec.parse(name)
+    assert spec.name == name
+    assert VariantSpec.parse(spec.name) == spec
+    assert VariantSpec(spec.dtype, spec.per_channel, spec.reduce_range, spec.opt_level) == spec
+
+
+def test_all_is_the_full_grammar() -> None:
+    """Every valid combination, once: 2 float dtypes x 4 levels + 2 int dtypes x 2 x 2 flags x 4 levels."""
+    expected = set()
+    for dtype, pc, rr, level in itertools.product(DTYPES, (False, True), (False, True), OPT_LEVELS):
+        if dtype in QUANTIZED or not (pc or rr):
+            expected.add(VariantSpec(dtype, pc, rr, level))
+    specs = [VariantSpec.parse(n) for n in NAMED_SETS["all"]]
+    assert len(specs) == len(set(specs)) == 40
+    assert set(specs) == expected
+
+
+@pytest.mark.parametrize(("text", "fields"), [
+    ("float32", ("float32", False, False, 1)),
+    ("float16-o2", ("float16", False, False, 2)),
+    ("qint8-pc-7bit", ("qint8", True, True, 1)),
+    ("quint8-7bit-o99", ("quint8", False, True, 99)),
+    ("qint8-pc-o0", ("qint8", True, False, 0)),
+])
+def test_parse_fields(text: str, fields: tuple[object, ...]) -> None:
+    spec = VariantSpec.parse(text)
+    assert (spec.dtype, spec.per_channel, spec.reduce_range, spec.opt_level) == fields
+
+
+def test_default_level_is_omitted_from_the_name() -> None:
+    assert DEFAULT_OPT_LEVEL == 1
+    assert VariantSpec.parse("qint8-pc-7bit-o1") == VariantSpec.parse("qint8-pc-7bit")
+    assert VariantSpec.parse("qint8-pc-7bit-o1").name == "qint8-pc-7bit"
+    assert VariantSpec.parse("float32-o1").name == "float32"
+    assert VariantSpec.parse("float32-o0").name == "float32-o0"
+    assert str(VariantSpec("qint8", opt_level=99)) == "qint8-o99"
+
+
+@pytest.mark.parametrize(("text", "canonical"), [
+    ("QINT8-PC-7BIT", "qint8-pc-7bit"),
+    ("  Float16-O2 ", "float16-o2"),
+    ("QUInt8-7Bit", "quint8-7bit"),
+])
+def test_names_are_case_insensitive(text: str, canonical: str) -> None:
+    assert VariantSpec.parse(text).name == canonical
+
+
+@pytest.mark.parametrize(("text", "suggestion"), [
+    ("qint8-7bit-pc", "qint8-pc-7bit"),
+    ("qint8-o2-pc", "qint8-pc-o2"),
+    ("qint8-o2-7bit-pc", "qint8-pc-7bit-o2"),
+    ("QINT8-7BIT-PC", "qint8-pc-7bit"),
+    ("qint8-o1-pc", "qint8-pc"),  # the suggestion is canonical too
+    ("qint9-7bit-pc", "qint8-pc-7bit"),  # and it parses: the dtype is corrected as well
+])
+def test_wrong_order_suggests_the_canonical_spelling(text: str, suggestion: str) -> None:
+    with pytest.raises(EvalsuiteError, match=rf"cannot parse variant .*did you mean '{suggestion}'\?$"):
+        VariantSpec.parse(text)
+
+
+def test_a_suggestion_is_never_itself_invalid() -> None:
+    with pytest.raises(EvalsuiteError) as info:
+        VariantSpec.parse("float16-7bit-pc")  # reordering gives float16-pc-7bit, which is also invalid
+    assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("qint9", r"unknown dtype 'qint9'; did you mean 'qint8'\?"),
+    ("int8", r"unknown dtype 'int8'; did you mean 'qint8'\?"),
+    ("float64", r"unknown dtype 'float64'; did you mean 'float\d\d'\?"),
+    ("float32-pc", r"-pc applies to qint8/quint8 only, not float32"),
+    ("float16-pc", r"-pc applies to qint8/quint8 only, not float16"),
+    ("float32-7bit", r"-7bit applies to qint8/quint8 only, not float32"),
+    ("float16-7bit-o2", r"-7bit applies to qint8/quint8 only, not float16"),
+    ("qint8-o3", r"optimizer level must be one of 0, 1, 2, 99, not 3"),
+    ("float32-o100", r"optimizer level must be one of 0, 1, 2, 99, not 100"),
+    ("qint8-o", r"cannot parse variant 'qint8-o'"),
+    ("qint8-ox", r"cannot parse variant 'qint8-ox'"),
+    ("qint8-pc-pc", r"cannot parse variant"),
+    ("", r"cannot parse variant ''"),
+    ("qint8 pc", r"cannot parse variant 'qint8 pc'"),
+])
+def test_bad_names(text: str, message: str) -> None:
+    with pytest.raises(EvalsuiteError, match=message) as info:
+        VariantSpec.parse(text)
+    assert "\n" not in str(info.value)
+
+
+def test_direct_construction_checks_too() -> None:
+    with pytest.raises(EvalsuiteError):
+        VariantSpec("float16", per_channel=True)
+    with pytest.raises(EvalsuiteError):
+        VariantSpec("qint8", opt_level=5)
+    with pytest.raises(EvalsuiteError):
+        VariantSpec("int4")  # type: ignore[arg-type]
+
+
+def test_expand_seed_is_the_reference_table_in_order() -> None:
+    assert [s.name for s in expand(["seed"])] == [
+        "float32", "float16", "quint8-pc-7bit", "qint8-pc-7bit", "qint8-pc", "qint8-7bit", "qint8"]
+
+
+def test_expand_named_sets_and_case() -> None:
+    assert [s.name for s in expand(["SEED"])] == list(NAMED_SETS["seed"])
+    assert [s.name for s in expand(["levels"])] == [
+        "float32-o0", "float32", "float32-o2", "float32-o99",
+        "qint8-pc-7bit-o0", "qint8-pc-7bit", "qint8-pc-7bit-o2", "qint8-pc-7bit-o99"]
+    assert len(expand(["all"])) == 40
+
+
+def test_expand_comma_lists_repeats_and_dedup() -> None:
+    assert [s.name for s in expand(["qint8, float32", "float16"])] == ["qint8", "float32", "float16"]
+    # The same variant spelled differently is one variant, kept at its first position.
+    assert [s.name for s in expand(["qint8-o1,QINT8", "qint8", "float32,qint8-o1"])] == ["qint8", "float32"]
+    assert [s.name for s in expand(["qint8", "seed"])] == ["qint8", *[n for n in NAMED_SETS["seed"] if n != "qint8"]]
+    assert [s.name for s in expand(["seed,levels"])] == list(dict.fromkeys(
+        VariantSpec.parse(n).name for n in (*NAMED_SETS["seed"], *NAMED_SETS["levels"])))
+
+
+def test_expand_errors() -> None:
+    with pytest.raises(EvalsuiteError, match="no variant given"):
+        expand([])
+    with pytest.raises(EvalsuiteError, match="no variant given"):
+        expand([" , ,", ""])
+    with pytest.raises(EvalsuiteError, match="did you mean 'qint8'"):
+        expand(["float32,qint9"])

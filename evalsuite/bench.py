@@ -265,7 +265,7 @@ class Machine:
     @classmethod
     def current(cls, threads: int) -> Machine:
         info = cpu_info()
-        return cls(str(info["model"]), _cpu_id(), int(info["logical_cores"] or 0), dict(info["flags"]),  # type: ignore[call-overload,arg-type]
+        return cls(str(info["model"]), str(info["family_model"]), int(info["logical_cores"] or 0), dict(info["flags"]),  # type: ignore[call-overload,arg-type]
                    bool(info["vnni"]), threads, versions()["onnxruntime"])
 
     def describe(self) -> str:
@@ -716,23 +716,6 @@ def _fmt_rate(rate: float) -> str:
 
 def _geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
-def _cpu_id() -> str:
-    """``family 25 model 17`` from /proc/cpuinfo: names the micro-architecture when a VM hides the model name."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("cpu family", "model") and key not in fields:
-                    fields[key] = value.strip()
-                if not line.strip() and fields:
-                    break
-    except OSError:
-        return ""
-    return f"family {fields['cpu family']} model {fields['model']}" if {"cpu family", "model"} <= set(fields) else ""
 
 
 def _default_cache_dir() -> Path:

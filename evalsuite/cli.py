@@ -26,8 +26,8 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Hub id or local mo
 TasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated tasks (case-insensitive), MTEB task names or BEIR folder paths. Default: SciFact,NFCorpus,FiQA2018, skipping those without data.")]
 DataOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="EVALSUITE_DATA_DIR", help="Folder of local BEIR folders (scifact/, nfcorpus/, fiqa/). Without it, data comes from the Hub through mteb.", file_okay=False)]
 TasksDirOpt = Annotated[Optional[Path], typer.Option("--tasks-dir", help="Extra folder of task YAML files.", exists=True, file_okay=False)]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", envvar="EVALSUITE_CACHE_DIR", help="ONNX artifacts and embeddings [default: ~/.cache/evalsuite].", file_okay=False)]
-ResultsOpt = Annotated[Optional[Path], typer.Option("--results-dir", envvar="EVALSUITE_RESULTS_DIR", help="Where results are stored [default: results/].", file_okay=False)]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", envvar="EVALSUITE_CACHE_DIR", help="ONNX artifacts and embeddings (default: ~/.cache/evalsuite).", file_okay=False)]
+ResultsOpt = Annotated[Optional[Path], typer.Option("--results-dir", envvar="EVALSUITE_RESULTS_DIR", help="Where results are stored (default: results/).", file_okay=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 
 
@@ -72,7 +72,7 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Documents per onnxruntime call.")] = 32,
     query_batch_size: Annotated[int, typer.Option(help="Queries per call (1 = online serving).")] = 1,
     order: Annotated[str, typer.Option(help="Batch order: length (sorted, little padding) or given.")] = "length",
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads [default: all cores].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute results even when stored ones match.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -161,7 +161,7 @@ def bench(
     batch: Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes: 1 = single-sequence latency, larger = throughput.")] = "1,32",
     repeats: Annotated[int, typer.Option(help="Timed rounds; each runs every variant once per (length, batch), round-robin.")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed rounds before the timed ones.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads [default: all cores].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")] = None,
     levels: Annotated[str, typer.Option(help="Variants whose optimizer levels 0, 1, 2, 99 are also timed for the optimizer-level table; 'none' to skip.")] = "float32,qint8-pc-7bit",
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Probe peak memory (one child process per variant).")] = True,
     cache_dir: CacheOpt = None,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.models import model_slug
 from evalsuite.results import ResultStore, RunResult
 from evalsuite.stats import PairedComparison, compare, pair
 from evalsuite.tasks import data_dir
@@ -119,6 +120,11 @@ class GateConfig:
             doc["tasks"] = tuple(str(t) for t in (doc["tasks"] if isinstance(doc["tasks"], list) else [doc["tasks"]]))
         return cls(**doc)
 
+    @property
+    def alpha(self) -> float:
+        """The significance level of the markers: ``1 - confidence`` (0.05 for a 95% CI)."""
+        return round(1.0 - self.confidence, 10)
+
     def override(self, **changes: object) -> GateConfig:
         """A copy with the options that were given (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
@@ -175,7 +181,7 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
             raise EvalsuiteError(f"{results_dir}/ holds results of {len(slugs)} models ({', '.join(slugs)}); choose one with --model")
         slug = slugs[0]
     else:
-        wanted = {model, model.rstrip("/").replace("/", "__").replace(":", "_"), Path(model).name}
+        wanted = {model, model_slug(model), Path(model).name}
         matches = sorted({r.model_slug for r in everything if r.model_id == model or r.model_slug in wanted})
         if not matches:
             raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")

@@ -14,7 +14,7 @@ PACKAGES = ("evalsuite", "onnxruntime", "onnx", "torch", "transformers", "senten
 @functools.cache
 def cpu_info() -> dict[str, object]:
     """CPU model, core count and the instruction-set flags that matter for quantized inference."""
-    model, flags = platform.processor() or "unknown", set()
+    model, flags, ids = platform.processor() or "unknown", set(), {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -24,10 +24,14 @@ def cpu_info() -> dict[str, object]:
                     model = value.strip()
                 elif key == "flags" and not flags:
                     flags = set(value.split())
+                elif key in ("cpu family", "model") and key not in ids:
+                    ids[key] = value.strip()
     except OSError:
         pass
     return {
         "model": model,
+        # A VM may hide the model name ("AMD EPYC"); family/model still name the micro-architecture.
+        "family_model": f"family {ids['cpu family']} model {ids['model']}" if len(ids) == 2 else "",
         "logical_cores": os.cpu_count(),
         "flags": {flag: flag in flags for flag in FLAGS_OF_INTEREST},
         "vnni": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),

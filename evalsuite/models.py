@@ -60,13 +60,18 @@ class ModelSource:
     @property
     def slug(self) -> str:
         """A file-system-safe name: ``sentence-transformers__all-MiniLM-L6-v2``."""
-        name = self.model_id.rstrip("/")
-        if os.sep in name and Path(name).exists():
-            name = Path(name).resolve().name
-        return name.replace("/", "__").replace(":", "_")
+        return model_slug(self.model_id)
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.model_id, "path": str(self.path), "weights_sha256": self.weights_sha256}
+
+
+def model_slug(model_id: str) -> str:
+    """The results folder name of a model: a Hub id with ``/`` as ``__``, or a local folder's own name."""
+    name = model_id.rstrip("/")
+    if os.sep in name and Path(name).exists():
+        name = Path(name).resolve().name
+    return name.replace("/", "__").replace(":", "_")
 
 
 def resolve_model(model: str, configs_dir: Path | None = None) -> ModelSource:

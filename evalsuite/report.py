@@ -192,10 +192,6 @@ class Report:
     recommendation: str
     notes: tuple[str, ...]
 
-    @property
-    def alpha(self) -> float:
-        return round(1.0 - self.config.confidence, 10)
-
 
 def build_report(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None,
                  variants: Iterable[str] | None = None, cfg: GateConfig | None = None,
@@ -314,7 +310,7 @@ def footnotes(report: Report) -> list[str]:
     tasks = ", ".join(f"{t} ({report.n_queries[t]} queries)" for t in report.tasks)
     lines = [f"NDCG@10 of {report.model_id} ONNX variants on {tasks}. Mean: macro average over tasks; "
              f"Δ: Mean minus Float32's Mean; {100 * cfg.confidence:g}% CI: {CI_NAME}, stratified by task "
-             f"({cfg.n_resamples:,} resamples, seed {cfg.seed}); *: p < {report.alpha:g}, {TEST_NAME}."]
+             f"({cfg.n_resamples:,} resamples, seed {cfg.seed}); *: p < {cfg.alpha:g}, {TEST_NAME}."]
     judged = [r for r in report.rows if r.verdict is not None and not r.is_baseline]
     if judged:
         by_outcome = {o: [r.name for r in judged if r.verdict.outcome == o] for o in ("pass", "inconclusive", "fail")}  # type: ignore[union-attr]
@@ -399,7 +395,7 @@ def to_dict(report: Report) -> dict[str, object]:
     return {
         "schema": REPORT_SCHEMA, "model": {"id": report.model_id, "slug": report.model_slug}, "baseline": BASELINE.name,
         "tasks": [{"name": t, "n_queries": report.n_queries[t]} for t in report.tasks],
-        "statistics": {"ci": CI_NAME, "test": TEST_NAME, "confidence": cfg.confidence, "alpha": report.alpha,
+        "statistics": {"ci": CI_NAME, "test": TEST_NAME, "confidence": cfg.confidence, "alpha": cfg.alpha,
                        "n_resamples": cfg.n_resamples, "seed": cfg.seed, "mean": "macro average over tasks"},
         "gate": {"max_drop": cfg.max_drop, "relative": cfg.relative, "scope": cfg.scope, "rule": cfg.rule,
                  "description": cfg.describe()},

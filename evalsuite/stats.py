@@ -66,7 +66,7 @@ class PairedComparison:
 
     def significant(self, alpha: float | None = None) -> bool:
         """p < alpha, by default ``1 - confidence`` (0.05 for a 95% CI)."""
-        return self.p_value < (1.0 - self.confidence if alpha is None else alpha)
+        return self.p_value < (round(1.0 - self.confidence, 10) if alpha is None else alpha)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)

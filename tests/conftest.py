@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A test that forgets to pass folders must never write into the repository's results/ or the user's cache.
+os.environ["EVALSUITE_RESULTS_DIR"] = tempfile.mkdtemp(prefix="evalsuite-results-")
+os.environ["EVALSUITE_CACHE_DIR"] = tempfile.mkdtemp(prefix="evalsuite-cache-")
 
 WORDS = ("protein vitamin heart cancer diet sugar insulin cell gene virus brain sleep exercise blood fat "
          "liver kidney drug dose trial risk study effect patient mouse tumor immune bone muscle skin lung "

@@ -452,7 +452,7 @@ def main(
         Console().print(table)
     load = report["load_average"]
     Console().print(f"load average before/after: {load['before'][0]:.2f} / {load['after'][0]:.2f} on {os.cpu_count()} cores; "
-                    "timings on a busy machine are not meaningful", highlight=False, style="dim")
+                    "the benchmark keeps every core busy itself; a load well above 0 before it means other work competed", highlight=False, style="dim")
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

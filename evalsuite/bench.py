@@ -515,7 +515,7 @@ def _memory_child() -> None:
 
     args = json.loads(sys.stdin.read())
     baseline = _peak_rss_kb()
-    session = make_session(Path(args["path"]), int(args["threads"]))
+    session = make_session(Path(args["path"]), int(args["threads"]), spinning=False)
     names = [i.name for i in session.get_inputs()]
     feed = _feed(np.asarray(args["row"], dtype=np.int64), int(args["batch"]))
     session.run(None, {n: v for n, v in feed.items() if n in names})
@@ -564,7 +564,7 @@ def run_bench(cfg: BenchConfig, say: Say | None = None, progress: Callable[[int,
         else:
             memory[name] = (None, None)
     say(f"loading {len(specs)} sessions")
-    runner = OnnxRunner({n: make_session(a.path, threads) for n, a in artifacts.items()}, rows, cfg.batches)
+    runner = OnnxRunner({n: make_session(a.path, threads, spinning=False) for n, a in artifacts.items()}, rows, cfg.batches)
     cells = [(length, batch) for batch in cfg.batches for length in cfg.lengths]
     steps = schedule(names, cells, cfg.repeats, cfg.warmup)
     say(f"timing {len(names)} variants x {len(cells)} cells x {cfg.repeats} rounds (+{cfg.warmup} warm-up)")

@@ -237,8 +237,10 @@ class OnnxEncoder:
         tokenized = self.tokenizer(texts)
         batch_size = self.policy.query_batch_size if prompt_type == "query" else self.policy.batch_size
         batches = plan_batches(tokenized.lengths, batch_size, self.policy.order)
+        # Only the batching that applies to this kind of text is in the key: changing the query batch size
+        # must not re-encode the corpus.
         settings_key = sha256_text(self.artifact.sha256, json.dumps(self.settings.to_dict(), sort_keys=True),
-                                   self.policy.key, prompt_type)
+                                   f"{prompt_type}-{batch_size}-{self.policy.order}")
         out: np.ndarray | None = None
         done = 0
         for start in range(0, len(batches), SHARD_BATCHES):
@@ -292,11 +294,18 @@ class OnnxEncoder:
         return self._session
 
 
-def make_session(path: Path, threads: int) -> Any:
-    """An onnxruntime CPU session with the given intra-op threads and all graph optimizations."""
+def make_session(path: Path, threads: int, *, spinning: bool = True) -> Any:
+    """An onnxruntime CPU session with the given intra-op threads and all graph optimizations.
+
+    ``spinning=False`` stops idle worker threads from busy-waiting after a call: needed when several
+    sessions take turns on the same cores (the benchmark), where one session's spinning threads would
+    steal the CPU from the next.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

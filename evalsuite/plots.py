@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,12 +164,16 @@ def pareto_figure(report: Report) -> Figure:
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:green", lw=1, label="Pareto front")
         for k, i in enumerate(sorted(range(len(rows)), key=lambda i: pts[i][0])):  # alternate above/below: close points stay legible
             bold = rows[i].name == report.recommended
-            ax.annotate(rows[i].name + (" (recommended)" if bold else ""), pts[i], xytext=(4, 4 if k % 2 == 0 else -11),
-                        textcoords="offset points", fontsize=8, fontweight="bold" if bold else "normal")
+            # Labels go left of points on the right half so they stay inside the axes; close points alternate up/down.
+            right = pts[i][0] > (min(p[0] for p in pts) + max(p[0] for p in pts)) / 2
+            ax.annotate(rows[i].name + (" (recommended)" if bold else ""), pts[i], xytext=(-6 if right else 6, 5 if k % 2 == 0 else -12),
+                        textcoords="offset points", fontsize=8, fontweight="bold" if bold else "normal",
+                        ha="right" if right else "left")
     _threshold(report, ax, horizontal=True)
     ax.set_xlabel(f"speedup vs Float32 at {report.bench.length} tokens, batch {report.bench.batch}")
     ax.set_ylabel("mean NDCG@10 delta vs Float32")
-    ax.set_title(f"{report.model_id}: quality vs speed ({report.bench.describe()})", loc="left", fontsize=9)
+    machine = textwrap.fill(report.bench.describe(), 95)
+    ax.set_title(f"{report.model_id}: quality vs speed\n{machine}", loc="left", fontsize=8)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
     return fig

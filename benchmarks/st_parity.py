@@ -11,7 +11,6 @@ evalsuite's ONNX encoder (from its stored Float32 result, or run now) against
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path

@@ -53,15 +53,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evalsuite import encoder as encoder_module
-from evalsuite.beir import beir_files, read_beir
-from evalsuite.convert import Artifact, artifact_dir, build_variant
-from evalsuite.encoder import BatchPolicy, TextTokenizer, make_session, pad_batch, plan_batches
-from evalsuite.evaluate import load_task
+from evalsuite.encode import tokenizer as encoder_module
+from evalsuite.data.beir import beir_files, read_beir
+from evalsuite.build import Artifact, artifact_dir, build_variant
+from evalsuite.encode import BatchPolicy, TextTokenizer, make_session, pad_batch, plan_batches
+from evalsuite.data.loading import load_task
 from evalsuite.machine import cpu_info, default_threads, versions
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
-from evalsuite.sweep import SweepConfig, default_cache_dir, run_sweep
-from evalsuite.tasks import find_task
+from evalsuite.config import default_cache_dir
+from evalsuite.run import SweepConfig, run_sweep
+from evalsuite.data.tasks import find_task
 from evalsuite.variants import BASELINE
 
 TASK = "scifact"
@@ -74,22 +75,22 @@ TARGET_VS_KERNEL = 1.15  # (c)/(b) at most this
 # do not call one another, so their sum is comparable with the total.
 BREAKDOWN = (
     ("onnxruntime session.run", "onnxruntime_inference_collection.py", "run"),
-    ("tokenize (TextTokenizer)", "evalsuite/encoder.py", "__call__"),
-    ("pad_batch", "evalsuite/encoder.py", "pad_batch"),
-    ("pool + normalise", "evalsuite/encoder.py", "pool"),
-    ("batch plan", "evalsuite/encoder.py", "plan_batches"),
-    ("texts from mteb's DataLoader", "evalsuite/encoder.py", "_texts_of"),
+    ("tokenize (TextTokenizer)", "evalsuite/encode/tokenizer.py", "__call__"),
+    ("pad_batch", "evalsuite/encode/policy.py", "pad_batch"),
+    ("pool + normalise", "evalsuite/encode/session.py", "pool"),
+    ("batch plan", "evalsuite/encode/policy.py", "plan_batches"),
+    ("texts from mteb's DataLoader", "evalsuite/encode/encoder.py", "_texts_of"),
     ("mteb dataset map (_prepare_dataset)", "mteb/_create_dataloaders.py", "_prepare_dataset"),
-    ("embedding cache (hash, write)", "evalsuite/store.py", "write_blob"),
+    ("embedding cache (hash, write)", "evalsuite/files.py", "write_blob"),
     ("similarity (cos_sim)", "mteb/similarity_functions.py", "cos_sim"),
     ("scoring (pytrec_eval)", "mteb/_evaluators/retrieval_evaluator.py", "evaluate"),
-    ("make_session", "evalsuite/encoder.py", "make_session"),
-    ("load_task (BEIR -> datasets)", "evalsuite/evaluate.py", "load_task"),
+    ("make_session", "evalsuite/encode/session.py", "make_session"),
+    ("load_task (BEIR -> datasets)", "evalsuite/data/loading.py", "load_task"),
     ("resolve_model (weights hash)", "evalsuite/models.py", "resolve_model"),
-    ("build_variant (ONNX hash check)", "evalsuite/convert.py", "build_variant"),
-    ("result file", "evalsuite/results.py", "put"),
+    ("build_variant (ONNX hash check)", "evalsuite/build/artifacts.py", "build_variant"),
+    ("result file", "evalsuite/results/store.py", "put"),
 )
-TOTAL = ("evalsuite/sweep.py", "run_sweep")
+TOTAL = ("evalsuite/run/sweep.py", "run_sweep")
 
 
 class NaiveOnnxEncoder:

@@ -38,8 +38,8 @@ from evalsuite.bench import (
 )
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
-from evalsuite.store import atomic_write_bytes, atomic_write_json
-from evalsuite.sweep import default_cache_dir, default_results_dir
+from evalsuite.files import atomic_write_bytes, atomic_write_json
+from evalsuite.config import default_cache_dir, default_results_dir
 from evalsuite.variants import expand
 
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 from rich.table import Table
 
-from evalsuite.evaluate import load_task, run_mteb
+from evalsuite.data.loading import load_task
+from evalsuite.run.evaluate import run_mteb
 from evalsuite.models import DEFAULT_MODEL, resolve_model
-from evalsuite.store import atomic_write_json
-from evalsuite.sweep import SweepConfig, default_cache_dir, run_sweep
-from evalsuite.tasks import find_task
+from evalsuite.files import atomic_write_json
+from evalsuite.config import default_cache_dir
+from evalsuite.run import SweepConfig, run_sweep
+from evalsuite.data.tasks import find_task
 from evalsuite.ui import console
 from evalsuite.variants import BASELINE
 

@@ -1,8 +1,8 @@
 """evalsuite: measure what quantizing a sentence-embedding model to ONNX costs in retrieval quality and buys in speed.
 
-The pipeline, one module per stage::
+The pipeline, one package per stage, in the order a variant name travels::
 
-    variants -> convert -> encoder -> tasks/beir -> evaluate -> results -> stats -> gate / report, plus bench
+    models -> variants -> build -> encode -> data -> run -> results -> analysis (stats, gate, report), plus bench
 """
 
 __version__ = "0.1.0"

@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
+from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.store import sha256_file
+from evalsuite.files import sha256_file
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The official hash of model.safetensors at HF revision 1110a243; the offline copy must match it.
@@ -138,17 +137,12 @@ def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) ->
 
 def model_overrides(model_id: str, configs_dir: Path | None = None) -> dict[str, object]:
     """Settings a ``configs/models/*.yaml`` file gives for this model id (e5 needs "query: " / "passage: ")."""
-    from evalsuite.tasks import data_dir
-
-    folder = configs_dir or data_dir("configs") / "models"
-    allowed = set(EncodingSettings.__dataclass_fields__)
+    folder = configs_dir or packaged_dir("configs") / "models"
+    allowed = list(EncodingSettings.__dataclass_fields__)
     for file in sorted(folder.glob("*.yaml")):
-        doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        doc = load_yaml_mapping(file, [*allowed, "id", "ids", "description"], "model config")
         ids = doc.get("ids", [doc.get("id")])
         if model_id in ids or Path(model_id).name in {str(i).split("/")[-1] for i in ids if i}:
-            unknown = set(doc) - allowed - {"id", "ids", "description"}
-            if unknown:
-                raise EvalsuiteError(f"{file}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
             return {k: v for k, v in doc.items() if k in allowed}
     return {}
 

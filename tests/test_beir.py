@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import make_beir
 
-from evalsuite.beir import read_beir
+from evalsuite.data.beir import read_beir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.evaluate import task_unavailable
-from evalsuite.tasks import default_tasks, find_task
+from evalsuite.data.loading import task_unavailable
+from evalsuite.data.tasks import default_tasks, find_task
 
 CORPUS = [{"_id": "d1", "title": "Heart", "text": "heart diet"},
           {"_id": "d2", "title": "", "text": "stock market"},

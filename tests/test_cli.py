@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 from conftest import make_beir
 
-from evalsuite.convert import artifact_dir, build_variant
+from evalsuite.build import artifact_dir, build_variant
 from evalsuite.models import ModelSource
-from evalsuite.store import atomic_write_json, sha256_file
-from evalsuite.variants import NAMED_SETS, VariantSpec
+from evalsuite.files import atomic_write_json, sha256_file
+from evalsuite.variants import VariantSpec, named_sets
+
+NAMED_SETS = named_sets()
 
 EVALSUITE = Path(sys.executable).with_name("evalsuite")
 JSON_ROW_KEYS = {"task", "variant", "ndcg_at_10", "float32_ndcg_at_10", "delta", "relative_delta", "n_queries",
@@ -291,12 +293,15 @@ def test_failed_run_keeps_earlier_results(json_run: tuple[dict, Path], tiny_mode
 def test_variants_command(shared_cache: Path, tmp_path: Path) -> None:
     proc = evalsuite("variants", cache=shared_cache, results=tmp_path)
     assert proc.returncode == 0 and proc.stderr == ""
-    assert "<dtype>[-pc][-7bit][-o<level>]" in proc.stdout
+    assert "<dtype>[-<option>...][-o<level>]" in proc.stdout
+    assert "qint8 | quint8 [-pc] [-7bit]" in proc.stdout and "per-channel weight scales" in proc.stdout
     seed_line = next(line for line in proc.stdout.splitlines() if line.strip().startswith("seed"))
     assert seed_line.split(None, 1)[1] == ", ".join(NAMED_SETS["seed"])
     assert "(40 variants)" in proc.stdout
     as_json = json.loads(evalsuite("variants", "--json", cache=shared_cache, results=tmp_path).stdout)
     assert as_json["sets"] == {k: list(v) for k, v in NAMED_SETS.items()}
+    dynamic = next(k for k in as_json["kinds"] if k["kind"] == "dynamic")
+    assert dynamic["dtypes"] == ["qint8", "quint8"] and [o["name"] for o in dynamic["options"]] == ["per_channel", "reduce_range"]
 
 
 def test_python_dash_m_works(shared_cache: Path, tmp_path: Path) -> None:

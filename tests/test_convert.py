@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 from conftest import WORDS
 
-from evalsuite import convert
-from evalsuite.convert import Artifact, artifact_dir, build_variant, check_onnx
-from evalsuite.encoder import BatchPolicy, OnnxEncoder, make_session
+from evalsuite.build import artifacts as convert
+from evalsuite.build import export as exporter
+from evalsuite.build import Artifact, artifact_dir, build_variant, check_onnx
+from evalsuite.encode import BatchPolicy, OnnxEncoder, make_session
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import ModelSource
-from evalsuite.store import sha256_file
-from evalsuite.variants import BASELINE, NAMED_SETS, VariantSpec
+from evalsuite.files import sha256_file
+from evalsuite.variants import BASELINE, VariantKind, VariantSpec, kinds, named_sets
 
+NAMED_SETS = named_sets()
 SEED = NAMED_SETS["seed"]
-QUANTIZED_SEED = [n for n in SEED if VariantSpec.parse(n).is_quantized]
+QUANTIZED_SEED = [n for n in SEED if VariantSpec.parse(n).kind.name == "dynamic"]
 _rng = random.Random(7)
 PROBE = list(dict.fromkeys(" ".join(_rng.sample(WORDS, _rng.randint(2, 30))) for _ in range(40)))
 
@@ -138,10 +140,10 @@ def test_quantized_weights_are_integers_of_the_named_kind(name: str, tiny_source
         assert w.dtype == (np.int8 if spec.dtype == "qint8" else np.uint8), op
         lo, hi = int(w.min()), int(w.max())
         if spec.dtype == "qint8":  # symmetric: the largest |weight| maps to 127, or 64 with reduce_range
-            assert max(-lo, hi) == (64 if spec.reduce_range else 127), (op, lo, hi)
+            assert max(-lo, hi) == (64 if spec.settings["reduce_range"] else 127), (op, lo, hi)
         else:  # asymmetric: the range maps onto 0..255, or 0..127 with reduce_range
-            assert (lo, hi) == ((0, 127) if spec.reduce_range else (0, 255)), (op, lo, hi)
-        if spec.per_channel:
+            assert (lo, hi) == ((0, 127) if spec.settings["reduce_range"] else (0, 255)), (op, lo, hi)
+        if spec.settings["per_channel"]:
             assert scale.shape == (w.shape[-1],) and np.unique(scale).size > 1, op
         else:
             assert scale.size == 1, op
@@ -186,7 +188,7 @@ def test_export_that_ignores_the_attention_mask_is_rejected(tiny_source: ModelSo
     """A graph that runs at every shape but computes the wrong thing on padded batches."""
     import torch
 
-    real = convert._export_module
+    real = exporter._export_module
 
     def mask_dropped(model: object, names: list[str]) -> object:
         inner = real(model, names)
@@ -203,7 +205,7 @@ def test_export_that_ignores_the_attention_mask_is_rejected(tiny_source: ModelSo
 
         return Wrapper()
 
-    monkeypatch.setattr(convert, "_export_module", mask_dropped)
+    monkeypatch.setattr(exporter, "_export_module", mask_dropped)
     with pytest.raises(EvalsuiteError, match=r"differs from PyTorch by .* \(> 0\.001\)") as info:
         build_variant(tiny_source, BASELINE, tmp_path)
     assert "\n" not in str(info.value)
@@ -230,7 +232,7 @@ def test_export_with_a_frozen_sequence_length_is_rejected(tiny_source: ModelSour
 
         return Wrapper()
 
-    monkeypatch.setattr(convert, "_export_module", frozen)
+    monkeypatch.setattr(exporter, "_export_module", frozen)
     with pytest.raises(EvalsuiteError, match=r"fails on input shape \(1, 7\).*not shape-generic") as info:
         build_variant(tiny_source, VariantSpec.parse("qint8"), tmp_path)
     assert "\n" not in str(info.value)
@@ -238,7 +240,7 @@ def test_export_with_a_frozen_sequence_length_is_rejected(tiny_source: ModelSour
 
 
 def test_export_over_tolerance_is_rejected(tiny_source: ModelSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(convert, "_validate_export", lambda *_a, **_k: 1.0)
+    monkeypatch.setattr(exporter, "_validate_export", lambda *_a, **_k: 1.0)
     with pytest.raises(EvalsuiteError, match=r"differs from PyTorch by 1\.00e\+00"):
         build_variant(tiny_source, BASELINE, tmp_path)
     _no_artifact_left(tmp_path)
@@ -252,7 +254,9 @@ def _fail(*_args: object, **_kwargs: object) -> None:
 
 def test_cached_variants_are_not_rebuilt(tiny_source: ModelSource, shared_cache: Path,
                                          seed_artifacts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(convert, "_derive", _fail)
+    monkeypatch.setattr(VariantKind, "build", _fail)
+    for kind in kinds():
+        monkeypatch.setattr(type(kind), "build", _fail)
     monkeypatch.setattr(convert, "export_onnx", _fail)
     for name in SEED:
         again = build(tiny_source, name, shared_cache)
@@ -292,7 +296,9 @@ def test_damaged_entry_whose_parent_is_cached_does_not_reexport(tiny_source: Mod
     shutil.copytree(shared_cache, cache)
     (artifact_dir(tiny_source, "export", cache) / "model.onnx").write_bytes(b"garbage")
     monkeypatch.setattr(convert, "export_onnx", _fail)
-    monkeypatch.setattr(convert, "_derive", _fail)
+    monkeypatch.setattr(VariantKind, "build", _fail)
+    for kind in kinds():
+        monkeypatch.setattr(type(kind), "build", _fail)
     assert build(tiny_source, "float32", cache).sha256 == build(tiny_source, "float32", shared_cache).sha256
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import WORDS, make_tiny_bert
 
-from evalsuite.convert import build_variant
-from evalsuite.encoder import BatchPolicy, OnnxEncoder, plan_batches, pool
+from evalsuite.build import build_variant
+from evalsuite.encode import BatchPolicy, OnnxEncoder, plan_batches, pool
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import ModelSource, model_overrides, resolve_model
 from evalsuite.variants import BASELINE
@@ -177,7 +177,7 @@ def test_prompts_in_the_model_folder_and_yaml_override(model_factory: Callable[.
 
 def test_model_config_with_unknown_keys_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("ids: [some/model]\nquery_prefx: 'query: '\n")
-    with pytest.raises(EvalsuiteError, match=r"bad\.yaml: unknown keys \['query_prefx'\]"):
+    with pytest.raises(EvalsuiteError, match=r"bad\.yaml: unknown key 'query_prefx' in model config .*did you mean 'query_prefix'"):
         model_overrides("some/model", tmp_path)
 
 
@@ -258,8 +258,8 @@ def test_encoders_of_one_model_share_tokenized_ids(tiny_source: ModelSource, sha
 
 
 def test_tokenizer_memo_is_bounded(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalsuite import encoder as encoder_module
-    from evalsuite.encoder import TextTokenizer
+    from evalsuite.encode import tokenizer as encoder_module
+    from evalsuite.encode import TextTokenizer
 
     tokenizer = TextTokenizer(tiny_model, 64)
     monkeypatch.setattr(encoder_module, "MEMO_CALLS", 3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import make_beir
 
-from evalsuite.beir import read_beir
+from evalsuite.data.beir import read_beir
 
 
 def _script():  # noqa: ANN202

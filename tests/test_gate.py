@@ -6,16 +6,15 @@ import json
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from evalsuite import cli
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gate import GateConfig, MissingResults, gate, judge_check, load_results
+from evalsuite.analysis.gate import GateConfig, MissingResults, gate, judge_check, load_results
 from evalsuite.results import ResultStore, RunResult, TaskRef
-from evalsuite.stats import PairedComparison
+from evalsuite.analysis.stats import PairedComparison
 
 MODEL = "org/tiny-model"
 
@@ -98,7 +97,7 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     ("scope: all\n", "scope must be"),
     ("n_resamples: 100\n", "at least 10000"),
     ("seed: 1.5\n", "seed must be an integer"),
-    ("max_drop: [0.01\n", "cannot read gate config"),
+    ("max_drop: [0.01\n", r"gate.yaml:2: invalid YAML in gate config"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "gate.yaml"
@@ -219,28 +218,30 @@ def test_several_models_need_a_choice(results: Path) -> None:
 def test_run_computes_missing_results_then_judges(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_sweep(cfg: object, say: object = None) -> SimpleNamespace:
-        calls.append(cfg)
+    def compute() -> tuple[str, list[str]]:
+        calls.append(1)
         write_variant(results, "quint8-pc-7bit", {"SciFact": np.full(40, -0.001), "NFCorpus": np.full(30, 0.0)})
-        return SimpleNamespace(model_id=MODEL, results={"SciFact": {}, "NFCorpus": {}})
+        return MODEL, ["SciFact", "NFCorpus"]
 
-    import evalsuite.sweep
-
-    monkeypatch.setattr(evalsuite.sweep, "run_sweep", fake_sweep)
-    verdict = gate("quint8-pc-7bit", GateConfig(), results, sweep=SimpleNamespace())  # type: ignore[arg-type]
+    verdict = gate("quint8-pc-7bit", GateConfig(), results, compute=compute)
     assert verdict.outcome == "pass" and len(calls) == 1
-    gate("quint8-pc-7bit", GateConfig(), results, sweep=SimpleNamespace())  # type: ignore[arg-type]
+    gate("quint8-pc-7bit", GateConfig(), results, compute=compute)
     assert len(calls) == 1  # stored now: no second evaluation
 
 
 def test_run_evaluates_for_real_with_a_tiny_model(tiny_model: Path, shared_cache: Path, beir_dir: Path, tmp_path: Path) -> None:
-    from evalsuite.sweep import SweepConfig
+    from evalsuite.run import SweepConfig, run_sweep
     from evalsuite.variants import VariantSpec
 
     results = tmp_path / "results"
     sweep = SweepConfig(variants=[VariantSpec.parse("float16")], model=str(tiny_model), tasks=["scifact"], data_dir=beir_dir,
                         cache_dir=shared_cache, results_dir=results)
-    verdict = gate("float16", GateConfig(max_drop=0.05), results, model=str(tiny_model), sweep=sweep)
+
+    def compute() -> tuple[str, list[str]]:
+        report = run_sweep(sweep)
+        return report.model_id, list(report.results)
+
+    verdict = gate("float16", GateConfig(max_drop=0.05), results, model=str(tiny_model), compute=compute)
     stored = {r.variant: r for r in ResultStore(results).all()}
     assert sorted(stored) == ["float16", "float32"]
     assert [c.scope for c in verdict.checks] == ["SciFact", "mean"]

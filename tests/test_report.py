@@ -13,9 +13,11 @@ import pytest
 from test_gate import MODEL, noisy, run_cli, write_variant
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gate import GateConfig
-from evalsuite.plots import pareto_front, write_plots
-from evalsuite.report import build_report, read_bench, render
+from evalsuite.analysis.gate import GateConfig
+from evalsuite.analysis.plots import pareto_front, write_plots
+from evalsuite.analysis.render import render
+from evalsuite.analysis.report import bench_point, build_report
+from evalsuite.bench import BenchResult, Machine, Measurement, VariantInfo, read_bench, save_bench
 from evalsuite.results import ResultStore
 
 SLUG = MODEL.replace("/", "__")
@@ -38,16 +40,13 @@ def float32_means(root: Path) -> dict[str, float]:
 
 
 def write_bench(root: Path, speedups: dict[str, float], length: int = 128, weights: str = "w" * 64) -> Path:
-    entries = [{"variant": v, "length": n, "batch": 1, "median_ms": 10.0 / s, "p10_ms": 9.0 / s, "p90_ms": 11.0 / s,
-                "float32_median_ms": 10.0, "speedup": s, "tokens_per_s": 1000.0 * s}
-               for v, s in speedups.items() for n in (length, 512)]
-    doc = {"schema": "evalsuite.bench/1", "model": {"id": MODEL, "weights_sha256": weights},
-           "machine": {"cpu": {"model": "Test CPU", "flags": {}, "vnni": False}, "threads": 2, "onnxruntime": "1.0"},
-           "config": {"lengths": [length, 512], "batches": [1], "repeats": 3}, "results": entries,
-           "variants": {"qint8": {"size_bytes": 22_000_000, "peak_rss_mb": 100.0, "onnx_sha256": "x"}}}
-    path = root / SLUG / "bench.json"
-    path.write_text(json.dumps(doc))
-    return path
+    """A complete bench document, written by the schema's own writer (``save_bench``)."""
+    measurements = [Measurement(v, n, 1, 10.0 / s, 9.0 / s, 11.0 / s, 10.0, s, 1000.0 * s, 3)
+                    for n in (length, 512) for v, s in speedups.items()]
+    machine = Machine("Test CPU", "", 2, {}, False, 2, "1.0")
+    result = BenchResult(MODEL, SLUG, weights, machine, (length, 512), (1,), 3, 1, tuple(speedups), (), measurements,
+                         {"qint8": VariantInfo(22_000_000, "x", 100.0, 50.0, "requested")}, [])
+    return save_bench(result, root)
 
 
 def md_rows(text: str) -> list[list[str]]:
@@ -152,43 +151,38 @@ def test_speed_columns_and_recommendation(results: Path) -> None:
     assert report.recommended == "qint8-pc-7bit"
     assert "Recommended: **qint8-pc-7bit**" in render(report, "md")
     assert any(n.startswith("qint8: the bench timed another ONNX file") for n in report.notes)  # sha "x" != "onnx-qint8"
-    assert "on Test CPU, no VNNI, 2 threads, onnxruntime 1.0." in render(report, "md")
+    assert "on Test CPU, no AVX2, no VNNI, no native fp16, 2 threads, onnxruntime 1.0." in render(report, "md")
     assert build_report(results, cfg=GateConfig(max_drop=0.05)).recommended == "qint8"
     assert build_report(results, cfg=GateConfig(max_drop=0.001)).recommended == "float32-o2"  # mean delta 0, faster than float32
 
 
 def test_bench_at_another_length_falls_back_with_a_note(results: Path) -> None:
     path = write_bench(results, {"float32": 1.0, "qint8": 2.0}, length=256)
-    bench, notes = read_bench(path, 128, 1)
+    bench, notes = bench_point(read_bench(path), path, 128, 1)
     assert bench is not None and bench.length == 256 and bench.speeds["qint8"].speedup == 2.0
     assert any("no bench results at 128 tokens" in n for n in notes)
-    assert read_bench(path, 128, 8)[0] is None  # no batch 8 at all
+    assert bench_point(read_bench(path), path, 128, 8)[0] is None  # no batch 8 at all
 
 
-def test_bench_speedup_is_derived_when_absent(tmp_path: Path) -> None:
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps({"schema": "evalsuite.bench/1", "results": [
-        {"variant": "qint8", "length": 128, "batch": 1, "median_ms": 4.0, "float32_median_ms": 10.0},
-        {"variant": "no-such-thing", "length": 128, "batch": 1, "median_ms": 4.0}, "junk"]}))
-    bench, notes = read_bench(path, 128, 1)
-    assert bench is not None and bench.speeds["qint8"].speedup == 2.5
-    assert any("no-such-thing" in n for n in notes)
-
-
-@pytest.mark.parametrize(("content", "note"), [
+@pytest.mark.parametrize(("content", "problem"), [
     ("{not json", "unreadable"), ('{"schema": "other/1"}', "not an evalsuite.bench/1 file"), ("[]", "not an evalsuite.bench/1 file"),
+    ('{"schema": "evalsuite.bench/1", "results": []}', "incomplete evalsuite.bench/1 document"),
 ])
-def test_damaged_bench_is_ignored_with_a_note(tmp_path: Path, content: str, note: str) -> None:
-    path = tmp_path / "bench.json"
+def test_damaged_bench_is_a_note_by_default_and_an_error_when_named(results: Path, content: str, problem: str) -> None:
+    path = results / SLUG / "bench.json"
     path.write_text(content)
-    bench, notes = read_bench(path, 128, 1)
-    assert bench is None and note in notes[0]
+    report = build_report(results)
+    assert report.bench is None and any(problem in n and str(path) in n for n in report.notes)
+    with pytest.raises(EvalsuiteError, match=problem):
+        build_report(results, bench_file=path)
 
 
 def test_bench_of_other_weights_is_ignored(results: Path) -> None:
-    write_bench(results, {"float32": 1.0, "qint8": 2.0}, weights="z" * 64)
+    path = write_bench(results, {"float32": 1.0, "qint8": 2.0}, weights="z" * 64)
     report = build_report(results)
     assert report.bench is None and any("other weights" in n for n in report.notes)
+    with pytest.raises(EvalsuiteError, match="other weights"):
+        build_report(results, bench_file=path)
 
 
 def test_pareto_front_hand_computed() -> None:

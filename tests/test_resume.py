@@ -24,7 +24,7 @@ import pytest
 from conftest import make_beir
 
 from evalsuite.results import CHECKSUM_FIELD, ResultStore
-from evalsuite.store import read_blob
+from evalsuite.files import read_blob
 
 EVALSUITE = str(Path(sys.executable).with_name("evalsuite"))
 VARIANTS = "float16"  # the sweep is Float32 (always) and Float16

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from evalsuite import stats
+from evalsuite.analysis import stats
 from evalsuite.errors import EvalsuiteError
 
 

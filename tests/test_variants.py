@@ -1,4 +1,4 @@
-"""The variant grammar ``<dtype>[-pc][-7bit][-o<level>]``: parsing, canonical names, errors, named sets."""
+"""The variant grammar ``<dtype>[-<option>...][-o<level>]``: parsing, canonical names, errors, named sets, kinds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import itertools
 import pytest
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.variants import DEFAULT_OPT_LEVEL, DTYPES, NAMED_SETS, OPT_LEVELS, QUANTIZED, VariantSpec, expand
+from evalsuite.variants import DEFAULT_OPT_LEVEL, OPT_LEVELS, VariantSpec, expand, named_sets
+
+NAMED_SETS = named_sets()
+DTYPES = ("float32", "float16", "qint8", "quint8")
+QUANTIZED = ("qint8", "quint8")
+
+
+def _spec(dtype: str, pc: bool = False, rr: bool = False, level: int = DEFAULT_OPT_LEVEL) -> VariantSpec:
+    return VariantSpec(dtype, {"per_channel": pc, "reduce_range": rr} if dtype in QUANTIZED else {}, level)
 
 
 @pytest.mark.parametrize("name", NAMED_SETS["all"])
@@ -15,7 +23,8 @@ def test_every_variant_round_trips(name: str) -> None:
     spec = VariantSpec.parse(name)
     assert spec.name == name
     assert VariantSpec.parse(spec.name) == spec
-    assert VariantSpec(spec.dtype, spec.per_channel, spec.reduce_range, spec.opt_level) == spec
+    assert VariantSpec(spec.dtype, spec.settings, spec.opt_level) == spec
+    assert hash(VariantSpec(spec.dtype, spec.settings, spec.opt_level)) == hash(spec)
 
 
 def test_all_is_the_full_grammar() -> None:
@@ -23,7 +32,7 @@ def test_all_is_the_full_grammar() -> None:
     expected = set()
     for dtype, pc, rr, level in itertools.product(DTYPES, (False, True), (False, True), OPT_LEVELS):
         if dtype in QUANTIZED or not (pc or rr):
-            expected.add(VariantSpec(dtype, pc, rr, level))
+            expected.add(_spec(dtype, pc, rr, level))
     specs = [VariantSpec.parse(n) for n in NAMED_SETS["all"]]
     assert len(specs) == len(set(specs)) == 40
     assert set(specs) == expected
@@ -38,7 +47,8 @@ def test_all_is_the_full_grammar() -> None:
 ])
 def test_parse_fields(text: str, fields: tuple[object, ...]) -> None:
     spec = VariantSpec.parse(text)
-    assert (spec.dtype, spec.per_channel, spec.reduce_range, spec.opt_level) == fields
+    settings = spec.settings
+    assert (spec.dtype, settings.get("per_channel", False), settings.get("reduce_range", False), spec.opt_level) == fields
 
 
 def test_default_level_is_omitted_from_the_name() -> None:
@@ -48,6 +58,7 @@ def test_default_level_is_omitted_from_the_name() -> None:
     assert VariantSpec.parse("float32-o1").name == "float32"
     assert VariantSpec.parse("float32-o0").name == "float32-o0"
     assert str(VariantSpec("qint8", opt_level=99)) == "qint8-o99"
+    assert VariantSpec("qint8", {"per_channel": False}) == VariantSpec("qint8")  # defaults are not part of a spec
 
 
 @pytest.mark.parametrize(("text", "canonical"), [
@@ -103,6 +114,8 @@ def test_bad_names(text: str, message: str) -> None:
 def test_direct_construction_checks_too() -> None:
     with pytest.raises(EvalsuiteError):
         VariantSpec("float16", per_channel=True)
+    with pytest.raises(EvalsuiteError, match="per_channel of qint8 cannot be 3"):
+        VariantSpec("qint8", per_channel=3)
     with pytest.raises(EvalsuiteError):
         VariantSpec("qint8", opt_level=5)
     with pytest.raises(EvalsuiteError):

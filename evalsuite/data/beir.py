@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.store import sha256_file
+from evalsuite.files import sha256_file
 
 CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
 
@@ -46,7 +46,7 @@ def missing_files(folder: Path, split: str) -> list[Path]:
 
 def fingerprint(folder: Path, split: str) -> str:
     """sha256 over the folder's three files: results are tied to the exact data they were computed on."""
-    from evalsuite.store import sha256_text
+    from evalsuite.files import sha256_text
 
     return sha256_text(*(sha256_file(p) for p in beir_files(folder, split).values()))
 

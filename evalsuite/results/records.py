@@ -1,34 +1,23 @@
-"""Typed, versioned result records on disk: one JSON file per (model, task, variant).
+"""Typed, versioned result records: what one variant scored on one task, and the identity of its inputs.
 
-Layout: ``<results-dir>/<model-slug>/<Task>/<variant>.json``. The schema is documented in
-``docs/results-schema.md``. A record carries an ``identity``: the hash of everything that decides its
-numbers (weights, ONNX file, data, encoding settings, batch policy), so a later run reuses it only
-when nothing that matters has changed.
-
-Example:
-    >>> store = ResultStore(Path("results"))  # doctest: +SKIP
-    >>> r = store.get("sentence-transformers__all-MiniLM-L6-v2", "SciFact", "float32")  # doctest: +SKIP
-    >>> round(r.ndcg_at_10, 5)  # doctest: +SKIP
-    0.64508
+The schema is documented in ``docs/results-schema.md``. A record carries an ``identity``: the hash of
+everything that decides its numbers (weights, ONNX file, data, encoding settings, batch policy), so a
+later run reuses it only when nothing that matters has changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.store import atomic_write_json, sha256_text
+from evalsuite.files import sha256_text
 from evalsuite.variants import VariantSpec
 
 SCHEMA = "evalsuite.result/1"
 CHECKSUM_FIELD = "content_sha256"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,54 +103,3 @@ def identity(weights_sha256: str, variant: str, onnx_sha256: str, task: str, spl
     """The hash of everything that decides a result's numbers; cheap to compute without loading the data."""
     return sha256_text(SCHEMA, weights_sha256, variant, onnx_sha256, task, split, data_fingerprint,
                        json.dumps(encoding, sort_keys=True), json.dumps(batch_policy, sort_keys=True))
-
-
-class ResultStore:
-    """Reads and atomically writes :class:`RunResult` files under one folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, model_slug: str, task: str, variant: str) -> Path:
-        return self.root / model_slug / task / f"{variant}.json"
-
-    def get(self, model_slug: str, task: str, variant: str) -> RunResult | None:
-        return self._read(self.path(model_slug, task, variant))
-
-    def put(self, result: RunResult) -> Path:
-        """Write ``result`` atomically, with a checksum of its content that :meth:`get` verifies."""
-        path = self.path(result.model_slug, result.task.name, result.variant)
-        data = json.loads(json.dumps(result.to_dict()))  # its JSON form, exactly as it will be read back
-        atomic_write_json(path, {**data, CHECKSUM_FIELD: content_digest(data)})
-        return path
-
-    def all(self, model_slug: str | None = None) -> Iterator[RunResult]:
-        """Every readable result, sorted by path (files that are not evalsuite results are skipped)."""
-        if not self.root.is_dir():
-            return
-        pattern = f"{model_slug}/*/*.json" if model_slug else "*/*/*.json"
-        for path in sorted(self.root.glob(pattern)):
-            result = self._read(path)
-            if result is not None:
-                yield result
-
-    def _read(self, path: Path) -> RunResult | None:
-        """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("%s is not valid JSON; ignoring it", path)
-            return None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            return None
-        stored = data.pop(CHECKSUM_FIELD, None)  # files written before checksums, or by hand, have none
-        if stored is not None and stored != content_digest(data):
-            log.warning("%s does not match its checksum (damaged or edited); ignoring it", path)
-            return None
-        try:
-            return RunResult.from_dict(data, path)
-        except EvalsuiteError as exc:
-            log.warning("%s; ignoring it", exc)
-            return None

@@ -1,30 +1,21 @@
-"""Run mteb on (encoder, task): NDCG@10 and mteb's other retrieval scores, plus NDCG@10 per query.
-
-mteb computes the metric of record with pytrec_eval; we only capture the per-query values it already
-computes (through the task's ``task_specific_scores`` hook), so the mean of our per-query NDCG@10 is
-mteb's NDCG@10 by construction.
+"""A task's data as an mteb retrieval task: from a local BEIR folder, or through mteb's own Hub loader.
 
 Example:
     >>> task = load_task(find_task("scifact"), Path("../shared/data/beir"))  # doctest: +SKIP
-    >>> outcome = run_mteb(encoder, task)  # doctest: +SKIP
-    >>> outcome.scores["ndcg_at_10"]  # doctest: +SKIP
-    0.64508
+    >>> task.ref.n_documents, task.ref.n_queries  # doctest: +SKIP
+    (5183, 300)
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalsuite.beir import fingerprint, missing_files, read_beir
+from evalsuite.data.beir import fingerprint, missing_files, read_beir
 from evalsuite.errors import DataUnavailable, EvalsuiteError
 from evalsuite.results import TaskRef
-from evalsuite.tasks import TaskSpec
+from evalsuite.data.tasks import TaskSpec
 
 
 @dataclass
@@ -34,14 +25,6 @@ class LoadedTask:
     spec: TaskSpec
     mteb_task: Any
     ref: TaskRef
-
-
-@dataclass
-class Outcome:
-    scores: dict[str, float]
-    per_query: dict[str, float]
-    mteb_scores: dict[str, object]
-    seconds: float
 
 
 def task_unavailable(spec: TaskSpec, data_dir: Path | None) -> str | None:
@@ -91,37 +74,6 @@ def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
     ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"mteb:{task.metadata.dataset['path']}",
                   str(task.metadata.dataset["revision"]), len(split["corpus"]), len(split["relevant_docs"]))
     return LoadedTask(spec, task, ref)
-
-
-def run_mteb(encoder: Any, loaded: LoadedTask, batch_size: int = 32) -> Outcome:
-    """Evaluate ``encoder`` (any model mteb accepts) on the task; returns the split's scores and per-query NDCG@10."""
-    import datasets
-    import mteb
-
-    datasets.disable_progress_bars()
-    per_query: dict[str, float] = {}
-
-    def capture(scores: dict[str, dict[str, float]], *args: Any, **kwargs: Any) -> dict[str, float]:
-        per_query.update({qid: float(v["ndcg_cut_10"]) for qid, v in scores.items()})
-        return {}
-
-    task = loaded.mteb_task
-    task.task_specific_scores = capture  # the hook mteb calls with pytrec_eval's per-query scores
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.getLogger("mteb").setLevel(logging.ERROR)
-        result = mteb.evaluate(encoder, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
-                               co2_tracker=False, encode_kwargs={"batch_size": batch_size,
-                                                                 "show_progress_bar": False})
-    seconds = time.perf_counter() - started
-    task_result = result.task_results[0]
-    split_scores = task_result.scores[loaded.spec.split][0]
-    scores = {k: float(v) for k, v in split_scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if not per_query:
-        raise EvalsuiteError(f"task {loaded.spec.name}: mteb returned no per-query scores")
-    mteb_scores = json.loads(json.dumps(task_result.to_dict(), default=str))  # dates become ISO strings
-    return Outcome(scores, per_query, mteb_scores, seconds)
 
 
 def _mteb_task(spec: TaskSpec) -> Any:

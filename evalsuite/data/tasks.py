@@ -17,17 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
 
-_FIELDS = {"name", "mteb_name", "split", "main_score", "beir_folder", "default", "description"}
-
-
-def data_dir(kind: str) -> Path:
-    """A built-in data folder (``tasks`` or ``configs``): inside the wheel, or at the repository root."""
-    packaged = Path(__file__).parent / "_data" / kind
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / kind
+_FIELDS = ("name", "mteb_name", "split", "main_score", "beir_folder", "default", "description")
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ class TaskSpec:
 
 def registry(tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
     """All YAML tasks, built-in first, then the user's ``--tasks-dir`` (which may override), keyed by lower-case name."""
-    specs = dict(_load_dir(data_dir("tasks")))
+    specs = dict(_load_dir(packaged_dir("tasks")))
     if tasks_dir is not None:
         if not tasks_dir.is_dir():
             raise EvalsuiteError(f"tasks folder not found: {tasks_dir}")
@@ -74,13 +67,7 @@ def registry(tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
 def _load_dir(folder: Path) -> tuple[tuple[str, TaskSpec], ...]:
     out = []
     for file in sorted(folder.glob("**/*.yaml")):
-        try:
-            doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise EvalsuiteError(f"{file}: invalid YAML ({str(exc).splitlines()[0]})") from None
-        unknown = set(doc) - _FIELDS
-        if unknown or "name" not in doc:
-            raise EvalsuiteError(f"{file}: needs 'name'; allowed keys are {sorted(_FIELDS)}" + (f", not {sorted(unknown)}" if unknown else ""))
+        doc = load_yaml_mapping(file, _FIELDS, "task file", required=("name",))
         spec = TaskSpec(**{"mteb_name": doc["name"], **doc})
         out.append((spec.name.lower(), spec))
     return tuple(out)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from evalsuite.report import Report, Row
+    from evalsuite.analysis.report import Report, Row
 
 _DPI = 120
 

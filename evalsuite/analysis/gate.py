@@ -20,32 +20,22 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-import yaml
-
+from evalsuite.analysis.compare import VariantComparison, compare_variant
+from evalsuite.analysis.stats import PairedComparison
+from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.models import model_slug
-from evalsuite.results import ResultStore, RunResult
-from evalsuite.stats import PairedComparison, compare, pair
-from evalsuite.tasks import data_dir
-from evalsuite.variants import BASELINE, DTYPES, NAMED_SETS, VariantSpec
-
-if TYPE_CHECKING:
-    from evalsuite.sweep import SweepConfig
+from evalsuite.results import MissingResults, load_results
+from evalsuite.variants import BASELINE, VariantSpec
 
 Rule = Literal["point", "ci"]
 Scope = Literal["per-task", "mean"]
-Outcome = Literal["pass", "fail", "inconclusive"]
+GateOutcome = Literal["pass", "fail", "inconclusive"]
 MIN_RESAMPLES = 10_000
-
-
-class MissingResults(EvalsuiteError):
-    """The results a comparison needs are not stored (``gate --run`` computes them)."""
 
 
 @dataclass(frozen=True)
@@ -102,20 +92,10 @@ class GateConfig:
     def load(cls, path: Path | None = None) -> GateConfig:
         """Read a gate YAML file; without a path, the built-in ``configs/gate.yaml`` (or the defaults)."""
         if path is None:
-            path = data_dir("configs") / "gate.yaml"
+            path = packaged_dir("configs") / "gate.yaml"
             if not path.is_file():
                 return cls()
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise EvalsuiteError(f"gate config not found: {path}") from None
-        except (OSError, yaml.YAMLError) as exc:
-            raise EvalsuiteError(f"{path}: cannot read gate config ({str(exc).splitlines()[0]})") from None
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(doc, dict) or set(doc) - set(names):
-            unknown = sorted(set(doc) - set(names)) if isinstance(doc, dict) else []
-            hint = "".join(f"; did you mean {m[0]!r} for {k!r}?" for k in unknown if (m := difflib.get_close_matches(k, names, n=1)))
-            raise EvalsuiteError(f"{path}: allowed keys are {', '.join(names)}" + (f", not {', '.join(unknown)}" if unknown else "") + hint)
+        doc = load_yaml_mapping(path, [f.name for f in dataclasses.fields(cls)], "gate config")
         if doc.get("tasks") is not None:
             doc["tasks"] = tuple(str(t) for t in (doc["tasks"] if isinstance(doc["tasks"], list) else [doc["tasks"]]))
         return cls(**doc)
@@ -137,122 +117,11 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class ModelResults:
-    """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
-
-    model_id: str
-    model_slug: str
-    results: dict[str, dict[str, RunResult]]
-    root: Path
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.results)
-
-    def variants(self) -> list[str]:
-        """Every variant with a result on some task, in table order (see :func:`variant_order`)."""
-        return variant_order({v for by_variant in self.results.values() for v in by_variant})
-
-
-def variant_order(names: Iterable[str]) -> list[str]:
-    """Float32 and the reference table's variants first (in its order), then the others by dtype, flags and level."""
-    seed = NAMED_SETS["seed"]
-
-    def key(name: str) -> tuple[int, int, bool, bool, int]:
-        spec = VariantSpec.parse(name)
-        rank = seed.index(spec.name) if spec.name in seed else len(seed)
-        return rank, DTYPES.index(spec.dtype), spec.per_channel, spec.reduce_range, spec.opt_level
-
-    return sorted(set(names), key=key)
-
-
-def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None) -> ModelResults:
-    """Read one model's results; ``model`` is a Hub id, folder name or slug, optional when only one model is stored.
-
-    Tasks are matched case-insensitively and kept in the order given; without ``tasks``, every task that has a
-    Float32 result, by name. A requested task without a Float32 result is a :class:`MissingResults` error.
-    """
-    everything = list(ResultStore(results_dir).all())
-    if not everything:
-        raise MissingResults(f"no results in {results_dir}/ (run `evalsuite run` first, or pass --run)")
-    slugs = sorted({r.model_slug for r in everything})
-    if model is None:
-        if len(slugs) > 1:
-            raise EvalsuiteError(f"{results_dir}/ holds results of {len(slugs)} models ({', '.join(slugs)}); choose one with --model")
-        slug = slugs[0]
-    else:
-        wanted = {model, model_slug(model), Path(model).name}
-        matches = sorted({r.model_slug for r in everything if r.model_id == model or r.model_slug in wanted})
-        if not matches:
-            raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")
-        slug = matches[0]
-    mine = [r for r in everything if r.model_slug == slug]
-    by_task: dict[str, dict[str, RunResult]] = {}
-    for r in mine:
-        by_task.setdefault(r.task.name, {})[r.variant] = r
-    with_baseline = sorted(t for t, by_variant in by_task.items() if BASELINE.name in by_variant)
-    if tasks is None:
-        chosen = with_baseline
-    else:
-        names = {t.lower(): t for t in by_task}
-        chosen = []
-        for t in tasks:
-            name = names.get(t.strip().lower())
-            if name is None or BASELINE.name not in by_task[name]:
-                raise MissingResults(f"no Float32 result on task {t!r} for {mine[0].model_id} in {results_dir}/"
-                                     f" (tasks with Float32 results: {', '.join(with_baseline) or 'none'})")
-            if name not in chosen:
-                chosen.append(name)
-    if not chosen:
-        raise MissingResults(f"no Float32 result for {mine[0].model_id} in {results_dir}/: nothing to compare against")
-    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir)
-
-
-@dataclass(frozen=True)
-class VariantComparison:
-    """A variant against Float32: per task, and the macro mean over tasks (None unless every task has a result)."""
-
-    model_id: str
-    variant: str
-    tasks: dict[str, PairedComparison]
-    mean: PairedComparison | None
-    missing: tuple[str, ...] = ()
-
-
-def compare_variant(data: ModelResults, variant: str, cfg: GateConfig, require_all: bool = True) -> VariantComparison:
-    """Paired statistics of ``variant`` against Float32 on each task of ``data`` and on their macro mean.
-
-    With ``require_all`` a task without a result of the variant is a :class:`MissingResults` error; without it the
-    task is left out and the macro mean is None.
-    """
-    name = VariantSpec.parse(variant).name
-    pairs, missing = {}, []
-    for task, by_variant in data.results.items():
-        result = by_variant.get(name)
-        if result is None:
-            missing.append(task)
-            continue
-        base = by_variant[BASELINE.name]
-        if result.weights_sha256 != base.weights_sha256 or result.task.fingerprint != base.task.fingerprint:
-            what = "weights" if result.weights_sha256 != base.weights_sha256 else "data"
-            raise EvalsuiteError(f"{name} and float32 on {task} were computed from different {what}; "
-                                 f"re-run `evalsuite run --variant {name}` to refresh the stale result")
-        pairs[task] = pair(result.per_query_ndcg_at_10, base.per_query_ndcg_at_10, f"{name} vs float32 on {task}")
-    if missing and require_all:
-        have = [v for v in data.variants() if all(v in by_v for by_v in data.results.values())]
-        raise MissingResults(f"no results for variant {name!r} of {data.model_id} on {', '.join(missing)} in {data.root}/ "
-                             f"(complete variants: {', '.join(have)}); run `evalsuite run --variant {name}` or pass --run")
-    per_task = {t: compare([p], cfg.confidence, cfg.n_resamples, cfg.seed) for t, p in pairs.items()}
-    mean = compare(list(pairs.values()), cfg.confidence, cfg.n_resamples, cfg.seed) if pairs and not missing else None
-    return VariantComparison(data.model_id, name, per_task, mean, tuple(missing))
-
-
-@dataclass(frozen=True)
 class Check:
     """The verdict on one task, or on the macro mean (``scope == "mean"``); ``decides`` when it counts for the gate."""
 
     scope: str
-    outcome: Outcome
+    outcome: GateOutcome
     reason: str
     limit: float  # the largest acceptable loss, in NDCG@10 (relative limits converted)
     decides: bool
@@ -273,7 +142,7 @@ class Verdict:
     model_id: str
     variant: str
     config: GateConfig
-    outcome: Outcome
+    outcome: GateOutcome
     reason: str
     checks: tuple[Check, ...] = field(default=())
 
@@ -301,7 +170,7 @@ def judge_check(c: PairedComparison, cfg: GateConfig, scope: str, decides: bool 
     """Apply the rule of ``cfg`` to one comparison (see the module docstring)."""
     limit = cfg.max_drop * c.mean_baseline if cfg.relative else cfg.max_drop
     shown = f"{100 * cfg.max_drop:.2f}% ({limit:.4f})" if cfg.relative else f"{limit:.4f}"
-    outcome: Outcome
+    outcome: GateOutcome
     if cfg.rule == "point":
         change = f"drop {-c.mean_delta:.4f}" if c.mean_delta < 0 else f"gain {c.mean_delta:.4f}"
         if c.mean_delta >= -limit:
@@ -329,7 +198,7 @@ def judge(comparison: VariantComparison, cfg: GateConfig) -> Verdict:
     unsure = [c.scope for c in deciding if c.outcome == "inconclusive"]
     v = comparison.variant
     if failed:
-        outcome: Outcome = "fail"
+        outcome: GateOutcome = "fail"
         reason = f"FAIL: {v} loses more NDCG@10 than allowed on {', '.join(failed)} ({cfg.describe()})"
     elif unsure:
         outcome = "inconclusive"
@@ -341,27 +210,23 @@ def judge(comparison: VariantComparison, cfg: GateConfig) -> Verdict:
 
 
 def gate(variant: str, cfg: GateConfig, results_dir: Path, model: str | None = None,
-         sweep: SweepConfig | None = None, say: Callable[[str], None] | None = None) -> Verdict:
-    """Judge a variant from stored results; with ``sweep``, missing results are first computed by :func:`run_sweep`.
+         compute: Callable[[], tuple[str, list[str]]] | None = None) -> Verdict:
+    """Judge a variant from stored results; when they are missing, ``compute`` (if given) evaluates them first.
 
     Args:
         variant: variant name, e.g. ``qint8-pc-7bit``.
         cfg: thresholds and statistics.
         results_dir: where results are stored.
         model: Hub id, folder or slug of the model; optional when ``results_dir`` holds one model.
-        sweep: how to evaluate the variant (and Float32) when its results are missing; None to fail instead.
-        say: status messages of the sweep.
+        compute: evaluates the variant and Float32 (``gate --run``) and returns the model id and the tasks it
+            evaluated; None to fail instead.
     """
     name = VariantSpec.parse(variant).name
     try:
-        data = load_results(results_dir, model, cfg.tasks)
-        comparison = compare_variant(data, name, cfg)
+        comparison = compare_variant(load_results(results_dir, model, cfg.tasks), name, cfg)
     except MissingResults:
-        if sweep is None:
+        if compute is None:
             raise
-        from evalsuite.sweep import run_sweep
-
-        report = run_sweep(sweep, say=say)
-        data = load_results(results_dir, report.model_id, cfg.tasks or list(report.results))
-        comparison = compare_variant(data, name, cfg)
+        model, tasks = compute()
+        comparison = compare_variant(load_results(results_dir, model, cfg.tasks or tasks), name, cfg)
     return judge(comparison, cfg)

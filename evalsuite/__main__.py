@@ -1,0 +1,5 @@
+"""``python -m evalsuite``: the same as the ``evalsuite`` command."""
+
+from evalsuite.cli import main
+
+main()

@@ -1,0 +1,199 @@
+"""A :class:`~evalsuite.analysis.report.Report` as text: markdown, CSV, JSON (docs/report-schema.md) or HTML.
+
+The build-setting columns come from the variant kinds of the rows shown (``per-chan`` and ``7-bit`` for
+dynamic int8, and whatever a new kind declares), so a new kind needs no change here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Literal
+
+from evalsuite.analysis import tables
+from evalsuite.analysis.report import Report
+from evalsuite.analysis.stats import CI_NAME, TEST_NAME
+from evalsuite.analysis.tables import TextTable
+from evalsuite.errors import EvalsuiteError
+from evalsuite.variants import BASELINE, Option, VariantSpec
+from evalsuite.variants.registry import options as registry_options
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalsuite.run.sweep import SweepReport
+
+Format = Literal["md", "csv", "json", "html"]
+FORMATS: tuple[Format, ...] = ("md", "csv", "json", "html")
+REPORT_SCHEMA = "evalsuite.report/1"
+DASH = "—"
+
+
+def sweep_tables(report: SweepReport) -> list[TextTable]:
+    """One table per task: Float32 NDCG@10, variant NDCG@10, absolute and relative delta."""
+    tables = []
+    rows = report.rows()
+    for task in report.results:
+        mine = [r for r in rows if r["task"] == task]
+        cells = [[str(r["variant"]), f"{r['float32_ndcg_at_10']:.5f}", f"{r['ndcg_at_10']:.5f}", f"{r['delta']:+.5f}",
+                  f"{100 * r['relative_delta']:+.2f}%" if r["relative_delta"] is not None else "n/a"] for r in mine]
+        tables.append(TextTable(f"{task}: NDCG@10 vs Float32 ({report.model_id}, {mine[0]['n_queries']} queries)",
+                                ["variant", "Float32", "variant NDCG@10", "delta", "delta %"], cells))
+    return tables
+
+
+
+
+def render(report: Report, fmt: Format, digits: int = 4) -> str:
+    """The report as markdown, CSV, JSON or HTML text."""
+    if fmt == "md":
+        return to_markdown(report, digits)
+    if fmt == "csv":
+        return frame(report).to_csv(index=False)
+    if fmt == "json":
+        return json.dumps(to_dict(report), indent=1) + "\n"
+    if fmt == "html":
+        return to_html(report, digits)
+    raise EvalsuiteError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def display_rows(report: Report, digits: int = 4) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the human table (markdown and HTML): fixed precision, signed deltas, dashes for n/a."""
+    options = setting_columns(report)
+    header = ["Variant", "dtype", *(o.label for o in options), "opt", *report.tasks, "Mean", "Δ", "Δ %",
+              f"{100 * report.config.confidence:g}% CI", "sig"]
+    if report.bench:
+        header += ["Size (MB)", f"Speedup @{report.bench.length} tok, b{report.bench.batch}"]
+    out = []
+    for row in report.rows:
+        s, c = row.spec, row.comparison
+        settings = s.settings
+        cells = [s.name, s.dtype, *(_setting(settings[o.name]) if o.name in settings else DASH for o in options), str(s.opt_level)]
+        cells += [f"{c.tasks[t].mean_variant:.{digits}f}" if t in c.tasks else DASH for t in report.tasks]
+        m = c.mean
+        if m is None:
+            cells += [DASH] * 5
+        else:
+            cells.append(f"{m.mean_variant:.{digits}f}")
+            if row.is_baseline:
+                cells += [DASH] * 4
+            else:
+                rel = f"{100 * m.relative_delta:+.2f}%" if m.relative_delta is not None else DASH
+                cells += [f"{m.mean_delta:+.{digits}f}", rel, f"[{m.ci_low:+.{digits}f}, {m.ci_high:+.{digits}f}]",
+                          "*" if m.significant() else ""]
+        if report.bench:
+            cells.append(f"{row.size_bytes / 1e6:.1f}" if row.size_bytes else DASH)
+            cells.append(f"{row.speed.speedup:.2f}x" if row.speed and row.speed.speedup else DASH)
+        out.append(cells)
+    return header, out
+
+
+def setting_columns(report: Report) -> list[Option]:
+    """The options of the kinds shown, in registry order: each is one column of the table."""
+    shown = {o.name for row in report.rows for o in row.spec.kind.options}
+    return [o for o in registry_options() if o.name in shown]
+
+
+def _setting(value: object) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
+
+
+def footnotes(report: Report) -> list[str]:
+    """The lines under the table: what the columns mean, the gate's verdicts, the recommendation, notes."""
+    cfg = report.config
+    tasks = ", ".join(f"{t} ({report.n_queries[t]} queries)" for t in report.tasks)
+    lines = [f"NDCG@10 of {report.model_id} ONNX variants on {tasks}. Mean: macro average over tasks; "
+             f"Δ: Mean minus Float32's Mean; {100 * cfg.confidence:g}% CI: {CI_NAME}, stratified by task "
+             f"({cfg.n_resamples:,} resamples, seed {cfg.seed}); *: p < {cfg.alpha:g}, {TEST_NAME}."]
+    judged = [r for r in report.rows if r.verdict is not None and not r.is_baseline]
+    if judged:
+        by_outcome = {o: [r.name for r in judged if r.verdict.outcome == o] for o in ("pass", "inconclusive", "fail")}  # type: ignore[union-attr]
+        shown = "; ".join(f"{o}: {', '.join(v)}" for o, v in by_outcome.items() if v)
+        lines.append(f"Gate ({cfg.describe()}): {shown}.")
+    if report.bench:
+        lines.append(f"Speed: median latency of Float32 / the variant's at {report.bench.length} tokens, batch {report.bench.batch}, "
+                     f"on {report.bench.describe()}. Size: ONNX file.")
+        lines.append(f"Recommended: {report.recommendation}." if report.recommended else f"No recommendation: {report.recommendation}.")
+    return lines
+
+
+def to_markdown(report: Report, digits: int = 4) -> str:
+    """A GitHub-flavoured markdown table (numbers right-aligned, columns padded) followed by its footnotes."""
+    header, rows = display_rows(report, digits)
+    notes = footnotes(report)
+    if report.recommended:
+        notes[-1] = notes[-1].replace(f"Recommended: {report.recommended}", f"Recommended: **{report.recommended}**", 1)
+    table = TextTable("", header, rows, left=2 + len(setting_columns(report)))
+    return "\n".join([tables.to_markdown(table), "", *notes]) + "\n"
+
+
+def to_html(report: Report, digits: int = 4) -> str:
+    """A static HTML page: the table and its footnotes, no scripts."""
+    header, rows = display_rows(report, digits)
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=header).to_html(index=False, border=0, escape=True, classes="evalsuite")
+    notes = "\n".join(f"<p>{html.escape(n)}</p>" for n in [*footnotes(report), *report.notes])
+    title = html.escape(f"{report.model_id}: ONNX variants vs Float32")
+    style = ("body{font-family:sans-serif}table{border-collapse:collapse}th,td{padding:3px 8px;border-bottom:1px solid #ddd;"
+             "text-align:right}th:nth-child(-n+4),td:nth-child(-n+4){text-align:left}")
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style></head>\n"
+            f"<body>\n<h1>{title}</h1>\n{table}\n{notes}\n</body></html>\n")
+
+
+def frame(report: Report) -> pd.DataFrame:
+    """The table as numbers (the CSV): one row per variant, full precision, empty cells for n/a."""
+    import pandas as pd
+
+    records = []
+    for row in report.rows:
+        s, c, m = row.spec, row.comparison, row.comparison.mean
+        rec: dict[str, object] = {"variant": s.name, "dtype": s.dtype, **_settings(report, s), "opt_level": s.opt_level}
+        rec.update({t: c.tasks[t].mean_variant if t in c.tasks else None for t in report.tasks})
+        rec.update({"mean": m.mean_variant if m else None, "delta": m.mean_delta if m else None,
+                    "delta_pct": 100 * m.relative_delta if m and m.relative_delta is not None else None,
+                    "ci_low": m.ci_low if m else None, "ci_high": m.ci_high if m else None,
+                    "p_value": m.p_value if m else None, "significant": m.significant() if m else None,
+                    "better": m.better if m else None, "worse": m.worse if m else None, "equal": m.equal if m else None,
+                    "gate": row.verdict.outcome if row.verdict else None})
+        if report.bench:
+            rec.update({"size_bytes": row.size_bytes, "speedup": row.speed.speedup if row.speed else None,
+                        "median_ms": row.speed.median_ms if row.speed else None})
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def _settings(report: Report, spec: VariantSpec) -> dict[str, object]:
+    """Every shown option's value for ``spec``; an option its kind does not have takes the option's default."""
+    settings = spec.settings
+    return {o.name: settings.get(o.name, o.default) for o in setting_columns(report)}
+
+
+def to_dict(report: Report) -> dict[str, object]:
+    """The ``--format json`` document (``evalsuite.report/1``, described in docs/report-schema.md)."""
+    cfg = report.config
+    variants = []
+    for row in report.rows:
+        s, c = row.spec, row.comparison
+        variants.append({
+            "variant": s.name, "dtype": s.dtype, **_settings(report, s), "opt_level": s.opt_level, "size_bytes": row.size_bytes,
+            "tasks": {t: c.tasks[t].to_dict() for t in report.tasks if t in c.tasks},
+            "mean": c.mean.to_dict() if c.mean else None,
+            "significant": c.mean.significant() if c.mean else None,
+            "gate": ({"outcome": row.verdict.outcome, "passed": row.verdict.passed, "reason": row.verdict.reason}
+                     if row.verdict else None),
+            "speed": ({"speedup": row.speed.speedup, "median_ms": row.speed.median_ms} if row.speed else None),
+        })
+    return {
+        "schema": REPORT_SCHEMA, "model": {"id": report.model_id, "slug": report.model_slug}, "baseline": BASELINE.name,
+        "tasks": [{"name": t, "n_queries": report.n_queries[t]} for t in report.tasks],
+        "statistics": {"ci": CI_NAME, "test": TEST_NAME, "confidence": cfg.confidence, "alpha": cfg.alpha,
+                       "n_resamples": cfg.n_resamples, "seed": cfg.seed, "mean": "macro average over tasks"},
+        "gate": {"max_drop": cfg.max_drop, "relative": cfg.relative, "scope": cfg.scope, "rule": cfg.rule,
+                 "description": cfg.describe()},
+        "speed": ({"length": report.bench.length, "batch": report.bench.batch, "source": str(report.bench.path),
+                   "machine": report.bench.machine} if report.bench else None),
+        "variants": variants,
+        "recommended": report.recommended, "recommendation": report.recommendation,
+        "notes": list(report.notes),
+    }

@@ -1,0 +1,165 @@
+"""An mteb 2.x encoder over one ONNX file: tokenize, batch by policy, run onnxruntime, pool, normalise, cache.
+
+Example:
+    >>> enc = OnnxEncoder(artifact, source, BatchPolicy(), cache_dir=Path(".cache"))  # doctest: +SKIP
+    >>> enc.embed(["how much protein should a female eat"], prompt_type="query").shape  # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from evalsuite.encode.cache import EmbeddingCache
+from evalsuite.encode.policy import BatchPolicy, pad_batch, plan_batches
+from evalsuite.encode.session import make_session, pool
+from evalsuite.encode.tokenizer import TextTokenizer, Tokenized
+from evalsuite.errors import EvalsuiteError
+from evalsuite.files import sha256_text
+from evalsuite.machine import default_threads
+
+if TYPE_CHECKING:
+    from evalsuite.build import Artifact
+    from evalsuite.models import EncodingSettings, ModelSource
+
+PromptKind = Literal["query", "document"]
+ProgressFn = Callable[[str, int, int], None]  # (what, texts done, texts total)
+SHARD_BATCHES = 16  # batches per embedding-cache file: a killed run loses at most this much work
+
+
+class OnnxEncoder:
+    """Embeds texts with one ONNX variant; usable directly (:meth:`embed`) or by mteb (:meth:`encode`).
+
+    Args:
+        artifact: the ONNX file to run.
+        source: the model it was built from (tokenizer, pooling, prefixes).
+        policy: batching policy; recorded with every embedding.
+        cache_dir: where embeddings are cached; None disables the cache.
+        threads: onnxruntime intra-op threads (default: all usable cores).
+        progress: called as batches finish, for progress bars.
+    """
+
+    def __init__(self, artifact: Artifact, source: ModelSource, policy: BatchPolicy | None = None, *,
+                 cache_dir: Path | None = None, threads: int | None = None, progress: ProgressFn | None = None,
+                 variant_name: str | None = None) -> None:
+        self.artifact = artifact
+        self.source = source
+        self.settings: EncodingSettings = source.settings
+        self.policy = policy or BatchPolicy()
+        self.cache = EmbeddingCache(cache_dir, artifact.sha256) if cache_dir is not None else None
+        self.threads = threads or default_threads()
+        self.progress = progress
+        self.variant_name = variant_name or artifact.variant.name
+        self.tokenizer = TextTokenizer.shared(source.path, self.settings.max_seq_length)
+        self._session: Any = None
+        self.stats = {"texts": 0, "cached_texts": 0, "inference_s": 0.0}
+
+    # --- mteb EncoderProtocol -------------------------------------------------------------
+    @property
+    def mteb_model_meta(self) -> Any:
+        """A distinct mteb identity per variant and ONNX file, so mteb never mixes variants up."""
+        import mteb
+        from mteb.models.model_meta import ModelMeta
+
+        name = f"{self.source.model_id}__{self.variant_name}" if "/" in self.source.model_id else f"evalsuite/{self.source.slug}__{self.variant_name}"
+        try:
+            base = mteb.get_model_meta(self.source.model_id)
+        except Exception:  # unknown to mteb's registry
+            base = ModelMeta.create_empty()
+        return base.model_copy(update={"name": name, "revision": self.artifact.sha256[:16], "loader": None,
+                                       "similarity_fn_name": "cosine", "framework": ["ONNX"]})
+
+    def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str = "", hf_subset: str = "",
+               prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
+        kind: PromptKind = "query" if prompt_type is not None and str(getattr(prompt_type, "value", prompt_type)) == "query" else "document"
+        return self.embed(_texts_of(inputs), prompt_type=kind)
+
+    def similarity(self, a: Any, b: Any) -> Any:
+        from mteb.similarity_functions import cos_sim
+
+        return cos_sim(a, b)
+
+    def similarity_pairwise(self, a: Any, b: Any) -> Any:
+        from mteb.similarity_functions import pairwise_cos_sim
+
+        return pairwise_cos_sim(a, b)
+
+    # --- the work ---------------------------------------------------------------------------
+    def embed(self, texts: Sequence[str], prompt_type: PromptKind = "document") -> np.ndarray:
+        """Embeddings of ``texts`` in input order, float32, shape (len(texts), dim)."""
+        prefix = self.settings.query_prefix if prompt_type == "query" else self.settings.document_prefix
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        if not texts:
+            raise EvalsuiteError("nothing to encode: empty list of texts")
+        tokenized = self.tokenizer(texts)
+        batch_size = self.policy.query_batch_size if prompt_type == "query" else self.policy.batch_size
+        batches = plan_batches(tokenized.lengths, batch_size, self.policy.order)
+        # Only the batching that applies to this kind of text is in the key: changing the query batch size
+        # must not re-encode the corpus.
+        settings_key = sha256_text(self.artifact.sha256, json.dumps(self.settings.to_dict(), sort_keys=True),
+                                   f"{prompt_type}-{batch_size}-{self.policy.order}")
+        out: np.ndarray | None = None
+        done = 0
+        for start in range(0, len(batches), SHARD_BATCHES):
+            shard = batches[start:start + SHARD_BATCHES]
+            rows = np.concatenate(shard)
+            vectors = self._shard(tokenized, shard, texts, rows, settings_key)
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+            done += len(rows)
+            if self.progress:
+                self.progress(prompt_type, done, len(texts))
+        assert out is not None
+        self.stats["texts"] += len(texts)
+        return out
+
+    def _shard(self, tokenized: Tokenized, shard: list[np.ndarray], texts: list[str], rows: np.ndarray,
+               settings_key: str) -> np.ndarray:
+        # The key holds every text of every batch in the shard, in batch order: int8 results depend on them all.
+        boundaries = ",".join(str(len(b)) for b in shard)
+        key = sha256_text(settings_key, boundaries, *(texts[i] for i in rows))
+        if self.cache is not None:
+            cached = self.cache.get(key, len(rows))
+            if cached is not None:
+                self.stats["cached_texts"] += len(rows)
+                return cached
+        started = time.perf_counter()
+        vectors = np.concatenate([self._run(tokenized, b) for b in shard])
+        self.stats["inference_s"] += time.perf_counter() - started
+        if self.cache is not None:
+            self.cache.put(key, vectors)
+        return vectors
+
+    def _run(self, tokenized: Tokenized, rows: np.ndarray) -> np.ndarray:
+        session = self.session
+        ids, mask = pad_batch(tokenized, rows, self.tokenizer.pad_id)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = session.run(None, {name: feed[name] for name in self._input_names})[0]
+        return pool(hidden, mask, self.settings.pooling, self.settings.normalize)
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            self._session = make_session(self.artifact.path, self.threads)
+            self._input_names = [i.name for i in self._session.get_inputs()]
+        return self._session
+
+
+
+def _texts_of(inputs: Any) -> list[str]:
+    """Texts from an mteb DataLoader; reads the prepared column at once instead of collating batch by batch."""
+    dataset = getattr(inputs, "dataset", None)
+    column_names = getattr(dataset, "column_names", None)
+    if column_names is not None and "text" in column_names:
+        return list(dataset["text"])
+    texts: list[str] = []
+    for batch in inputs:
+        texts.extend(batch["text"])
+    return texts

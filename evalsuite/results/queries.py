@@ -1,0 +1,85 @@
+"""What gate and report read: one model's stored results by task and variant, Float32 required.
+
+Example:
+    >>> data = load_results(Path("results"))  # doctest: +SKIP
+    >>> data.tasks, data.variants()[:2]  # doctest: +SKIP
+    (['NFCorpus', 'SciFact'], ['float32', 'float16'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.models import model_slug
+from evalsuite.results.records import RunResult
+from evalsuite.results.store import ResultStore
+from evalsuite.variants import BASELINE, variant_order
+
+
+class MissingResults(EvalsuiteError):
+    """The results a comparison needs are not stored (``gate --run`` computes them)."""
+
+
+@dataclass(frozen=True)
+class ModelResults:
+    """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
+
+    model_id: str
+    model_slug: str
+    results: dict[str, dict[str, RunResult]]
+    root: Path
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.results)
+
+    def variants(self) -> list[str]:
+        """Every variant with a result on some task, in table order (see :func:`variant_order`)."""
+        return variant_order({v for by_variant in self.results.values() for v in by_variant})
+
+
+def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None) -> ModelResults:
+    """Read one model's results; ``model`` is a Hub id, folder name or slug, optional when only one model is stored.
+
+    Tasks are matched case-insensitively and kept in the order given; without ``tasks``, every task that has a
+    Float32 result, by name. A requested task without a Float32 result is a :class:`MissingResults` error.
+    """
+    everything = list(ResultStore(results_dir).all())
+    if not everything:
+        raise MissingResults(f"no results in {results_dir}/ (run `evalsuite run` first, or pass --run)")
+    slugs = sorted({r.model_slug for r in everything})
+    if model is None:
+        if len(slugs) > 1:
+            raise EvalsuiteError(f"{results_dir}/ holds results of {len(slugs)} models ({', '.join(slugs)}); choose one with --model")
+        slug = slugs[0]
+    else:
+        wanted = {model, model_slug(model), Path(model).name}
+        matches = sorted({r.model_slug for r in everything if r.model_id == model or r.model_slug in wanted})
+        if not matches:
+            raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")
+        slug = matches[0]
+    mine = [r for r in everything if r.model_slug == slug]
+    by_task: dict[str, dict[str, RunResult]] = {}
+    for r in mine:
+        by_task.setdefault(r.task.name, {})[r.variant] = r
+    with_baseline = sorted(t for t, by_variant in by_task.items() if BASELINE.name in by_variant)
+    if tasks is None:
+        chosen = with_baseline
+    else:
+        names = {t.lower(): t for t in by_task}
+        chosen = []
+        for t in tasks:
+            name = names.get(t.strip().lower())
+            if name is None or BASELINE.name not in by_task[name]:
+                raise MissingResults(f"no Float32 result on task {t!r} for {mine[0].model_id} in {results_dir}/"
+                                     f" (tasks with Float32 results: {', '.join(with_baseline) or 'none'})")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise MissingResults(f"no Float32 result for {mine[0].model_id} in {results_dir}/: nothing to compare against")
+    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir)
+
+

@@ -1,0 +1,74 @@
+"""Result records on disk: one JSON file per (model, task, variant), written atomically with a checksum.
+
+Layout: ``<results-dir>/<model-slug>/<Task>/<variant>.json``.
+
+Example:
+    >>> store = ResultStore(Path("results"))  # doctest: +SKIP
+    >>> r = store.get("sentence-transformers__all-MiniLM-L6-v2", "SciFact", "float32")  # doctest: +SKIP
+    >>> round(r.ndcg_at_10, 5)  # doctest: +SKIP
+    0.64508
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.files import atomic_write_json
+from evalsuite.results.records import CHECKSUM_FIELD, SCHEMA, RunResult, content_digest
+
+log = logging.getLogger(__name__)
+
+
+class ResultStore:
+    """Reads and atomically writes :class:`RunResult` files under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, model_slug: str, task: str, variant: str) -> Path:
+        return self.root / model_slug / task / f"{variant}.json"
+
+    def get(self, model_slug: str, task: str, variant: str) -> RunResult | None:
+        return self._read(self.path(model_slug, task, variant))
+
+    def put(self, result: RunResult) -> Path:
+        """Write ``result`` atomically, with a checksum of its content that :meth:`get` verifies."""
+        path = self.path(result.model_slug, result.task.name, result.variant)
+        data = json.loads(json.dumps(result.to_dict()))  # its JSON form, exactly as it will be read back
+        atomic_write_json(path, {**data, CHECKSUM_FIELD: content_digest(data)})
+        return path
+
+    def all(self, model_slug: str | None = None) -> Iterator[RunResult]:
+        """Every readable result, sorted by path (files that are not evalsuite results are skipped)."""
+        if not self.root.is_dir():
+            return
+        pattern = f"{model_slug}/*/*.json" if model_slug else "*/*/*.json"
+        for path in sorted(self.root.glob(pattern)):
+            result = self._read(path)
+            if result is not None:
+                yield result
+
+    def _read(self, path: Path) -> RunResult | None:
+        """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s is not valid JSON; ignoring it", path)
+            return None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return None
+        stored = data.pop(CHECKSUM_FIELD, None)  # files written before checksums, or by hand, have none
+        if stored is not None and stored != content_digest(data):
+            log.warning("%s does not match its checksum (damaged or edited); ignoring it", path)
+            return None
+        try:
+            return RunResult.from_dict(data, path)
+        except EvalsuiteError as exc:
+            log.warning("%s; ignoring it", exc)
+            return None

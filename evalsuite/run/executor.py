@@ -1,0 +1,56 @@
+"""Executors run a plan's work units; the in-process one is the default, others implement the same protocol.
+
+An executor receives a :class:`Plan` (units plus a serialisable config) and returns an :class:`Execution`:
+every evaluated (task, variant) result, which of them were computed now, and tasks skipped for lack of data.
+Results are written to the store by whoever evaluates them, under the result file's lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from evalsuite.errors import DataUnavailable
+from evalsuite.results import RunResult
+from evalsuite.run.plan import Plan
+from evalsuite.run.units import Events, UnitRunner
+
+
+@dataclass
+class Execution:
+    """What an executor did: ``results[task][variant]``, the (task, variant) pairs computed now, skipped tasks."""
+
+    model_id: str
+    results: dict[str, dict[str, RunResult]] = field(default_factory=dict)
+    computed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    def execute(self, plan: Plan, events: Events) -> Execution: ...
+
+
+class LocalExecutor:
+    """Runs every unit in this process, in plan order (the default)."""
+
+    def execute(self, plan: Plan, events: Events) -> Execution:
+        runner = UnitRunner(plan, events)
+        done = Execution(runner.source.model_id, {t.name: {} for t in plan.tasks}, skipped=dict(plan.skipped))
+        for unit in plan.units:
+            if unit.action == "build":
+                runner.build(unit)
+                continue
+            if unit.task in done.skipped:
+                continue
+            try:
+                result, computed = runner.evaluate(unit)
+            except DataUnavailable as exc:  # malformed data is an error even in a default task
+                if plan.config.tasks is not None:
+                    raise
+                done.skipped[unit.task] = str(exc)  # type: ignore[index]
+                done.results.pop(unit.task, None)  # type: ignore[arg-type]
+                continue
+            done.results[unit.task][unit.variant] = result  # type: ignore[index]
+            if computed:
+                done.computed.append((unit.task, unit.variant))  # type: ignore[arg-type]
+        return done

@@ -1,0 +1,99 @@
+"""How one work unit is done: build a variant's ONNX file, or evaluate it on a task and store the result.
+
+A stored result is reused when its identity (the hash of everything that decides its numbers) matches;
+otherwise the unit evaluates under the result file's lock, so a run killed at any point resumes where it
+stopped and two runs at once share the work instead of corrupting it. Executors call :class:`UnitRunner`;
+it keeps what units of one process share (the model, loaded tasks, one encoder per variant).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from evalsuite.build import Artifact, build_variant
+from evalsuite.data.loading import LoadedTask, data_fingerprint, load_task
+from evalsuite.encode import OnnxEncoder
+from evalsuite.files import file_lock, remove_leftovers
+from evalsuite.models import ModelSource, resolve_model
+from evalsuite.results import ResultStore, RunResult, identity
+from evalsuite.run.evaluate import evaluate
+from evalsuite.run.plan import Plan, WorkUnit
+from evalsuite.variants import VariantSpec
+
+Say = Callable[[str], None]
+Progress = Callable[[str, str, int, int], None]  # (variant, what, done, total)
+
+
+@dataclass
+class Events:
+    """Where units report: status lines and progress of encoding (both optional)."""
+
+    say: Say = field(default=lambda _m: None)
+    progress: Progress | None = None
+
+
+class UnitRunner:
+    """Does the units of one plan in this process, sharing the model, loaded tasks and encoders between them."""
+
+    def __init__(self, plan: Plan, events: Events | None = None) -> None:
+        self.plan = plan
+        self.cfg = plan.config
+        self.events = events or Events()
+        self.source: ModelSource = resolve_model(self.cfg.model)
+        self.store = ResultStore(self.cfg.results_dir)
+        self.artifacts: dict[str, Artifact] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._loaded: dict[str, LoadedTask] = {}
+        self._encoders: dict[str, OnnxEncoder] = {}
+        self._current: dict[str, str] = {}  # variant -> task it is encoding, for progress labels
+        self.command = " ".join(shlex.quote(a) for a in ["evalsuite", *sys.argv[1:]]) if sys.argv[0].endswith("evalsuite") else ""
+
+    def build(self, unit: WorkUnit) -> Artifact:
+        spec = VariantSpec.parse(unit.variant)
+        self.artifacts[unit.variant] = build_variant(self.source, spec, self.cfg.cache_dir, self.events.say)
+        return self.artifacts[unit.variant]
+
+    def identity(self, unit: WorkUnit) -> str:
+        """The identity the unit's result must have to be reused (the data is hashed, not loaded)."""
+        task = self.plan.task(unit.task)  # type: ignore[arg-type]
+        if task.name not in self._fingerprints:
+            self._fingerprints[task.name] = data_fingerprint(task, self.cfg.data_dir)
+        artifact = self.artifacts.get(unit.variant) or self.build(WorkUnit("build", unit.variant))
+        return identity(self.source.weights_sha256, unit.variant, artifact.sha256, task.name, task.split,
+                        self._fingerprints[task.name], self.source.settings.to_dict(), self.cfg.policy.to_dict())
+
+    def evaluate(self, unit: WorkUnit) -> tuple[RunResult, bool]:
+        """The unit's result and whether it was computed now (False: a stored one was reused).
+
+        Raises :class:`DataUnavailable` when the task's data cannot be loaded.
+        """
+        task = self.plan.task(unit.task)  # type: ignore[arg-type]
+        ident = self.identity(unit)
+        path = self.store.path(self.source.slug, task.name, unit.variant)
+        with file_lock(path):
+            remove_leftovers(path)  # temporary files of runs killed while writing it
+            existing = self.store.get(self.source.slug, task.name, unit.variant)
+            if existing is not None and existing.identity == ident and not self.cfg.force:
+                return existing, False
+            if task.name not in self._loaded:
+                self.events.say(f"loading {task.name}")
+                self._loaded[task.name] = load_task(task, self.cfg.data_dir)
+            self._current[unit.variant] = task.name
+            self.events.say(f"evaluating {unit.variant} on {task.name}")
+            result = evaluate(self._encoder(unit.variant), self._loaded[task.name], self.source,
+                              self.artifacts[unit.variant], ident, self.command)
+            self.store.put(result)
+            return result, True
+
+    def _encoder(self, variant: str) -> OnnxEncoder:
+        if variant not in self._encoders:
+            report = self.events.progress
+            progress = None if report is None else (
+                lambda kind, done, total: report(variant, f"{self._current[variant]} {kind}", done, total))
+            self._encoders[variant] = OnnxEncoder(self.artifacts[variant], self.source, self.cfg.policy,
+                                                  cache_dir=self.cfg.cache_dir, threads=self.cfg.threads,
+                                                  progress=progress, variant_name=variant)
+        return self._encoders[variant]

@@ -9,19 +9,22 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from evalsuite.config import load_yaml_mapping, packaged_dir
+from evalsuite.config import first_line, load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_file
+from evalsuite.files import sha256_file, sha256_text
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The official hash of model.safetensors at HF revision 1110a243; the offline copy must match it.
 DEFAULT_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Files the tokenizer is built from (whichever exist): part of the export key, the embedding keys and result identity.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+                   "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
+VOCAB_FILES = TOKENIZER_FILES[4:]
 
 Pooling = Literal["mean", "cls", "max", "lasttoken"]
 
@@ -42,34 +45,49 @@ class EncodingSettings:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model on local disk, identified by its weights.
+    """A model on local disk, identified by the content of the files evalsuite reads.
 
     Args:
         model_id: what the user named (hub id or folder), used in results and tables.
         path: local folder with config.json, weights and tokenizer.
-        weights_sha256: sha256 of the weights file; the conversion cache is keyed by it.
+        weights_sha256: sha256 of the weights file (shown in results; the official hash is checked for the default).
         settings: encoding settings read from the model's sentence-transformers files and ``configs/models``.
+        files: sha256 of every model file that decides a number: weights, ``config.json``, the tokenizer files.
     """
 
     model_id: str
     path: Path
     weights_sha256: str
     settings: EncodingSettings = field(default_factory=EncodingSettings)
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
-        """A file-system-safe name: ``sentence-transformers__all-MiniLM-L6-v2``."""
+        """A file-system-safe name: ``sentence-transformers__all-MiniLM-L6-v2``, or ``<folder>-<path hash>``."""
         return model_slug(self.model_id)
+
+    @property
+    def export_sha256(self) -> str:
+        """Everything the ONNX export reads (weights, ``config.json``, tokenizer files): the artifact cache key."""
+        return sha256_text(self.weights_sha256, *(f"{k}={v}" for k, v in sorted(self.files.items())))
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        """The tokenizer files: part of every embedding key and result identity."""
+        return sha256_text(*(f"{k}={v}" for k, v in sorted(self.files.items()) if k in TOKENIZER_FILES))
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.model_id, "path": str(self.path), "weights_sha256": self.weights_sha256}
 
 
 def model_slug(model_id: str) -> str:
-    """The results folder name of a model: a Hub id with ``/`` as ``__``, or a local folder's own name."""
+    """The results folder name of a model: a Hub id with ``/`` as ``__``; a local folder's name and a hash of its
+    absolute path, so two folders named alike (``a/model``, ``b/model``) never share results."""
     name = model_id.rstrip("/")
-    if os.sep in name and Path(name).exists():
-        name = Path(name).resolve().name
+    local = Path(name).expanduser()
+    if local.is_dir():
+        resolved = local.resolve()
+        return f"{resolved.name}-{sha256_text(str(resolved))[:8]}"
     return name.replace("/", "__").replace(":", "_")
 
 
@@ -84,7 +102,33 @@ def resolve_model(model: str, configs_dir: Path | None = None) -> ModelSource:
     digest = sha256_file(weights)
     if model == DEFAULT_MODEL and weights.name == "model.safetensors" and digest != DEFAULT_MODEL_SHA256:
         raise EvalsuiteError(f"{weights} has sha256 {digest[:12]}..., not the official {DEFAULT_MODEL_SHA256[:12]}...")
-    return ModelSource(model, path, digest, read_settings(path, model, configs_dir))
+    files = {name: sha256_file(path / name) for name in ("config.json", *TOKENIZER_FILES) if (path / name).is_file()}
+    if "tokenizer.json" not in files and not any(name in files for name in VOCAB_FILES):
+        raise EvalsuiteError(f"no tokenizer in {path}: expected tokenizer.json or a vocabulary file ({', '.join(VOCAB_FILES)})")
+    _check_tokenizer(path)
+    return ModelSource(model, path, digest, read_settings(path, model, configs_dir), files)
+
+
+def _check_tokenizer(path: Path) -> None:
+    """A tokenizer that can produce ids beyond the model's embedding matrix would embed garbage: refuse it."""
+    config = _read_json(path / "config.json")
+    rows = config.get("vocab_size")
+    file = path / "tokenizer.json"
+    if file.is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            size = Tokenizer.from_file(str(file)).get_vocab_size(with_added_tokens=True)
+        except Exception as exc:  # the Rust tokenizer raises a plain Exception for any malformed file
+            raise EvalsuiteError(f"{file}: not a valid tokenizer ({first_line(exc)})") from None
+    elif (path / "vocab.txt").is_file():
+        file = path / "vocab.txt"
+        size = sum(1 for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+    else:
+        return  # BPE or sentencepiece files only: transformers builds the tokenizer and checks them itself
+    if isinstance(rows, int) and size > rows:
+        raise EvalsuiteError(f"{file}: the tokenizer has {size} tokens but the model's embedding matrix has {rows} rows "
+                             f"({path / 'config.json'} vocab_size): the tokenizer does not belong to this model")
 
 
 def _locate(model: str) -> Path:

@@ -249,7 +249,10 @@ def test_unknown_task_suggests(tmp_path: Path) -> None:
 def test_a_beir_folder_path_is_a_task(tmp_path: Path) -> None:
     folder = write_beir(tmp_path / "mydata")
     spec = find_task(str(folder))
-    assert spec.name == "mydata" and spec.local_folder(None) == folder.resolve()
+    assert spec.name.startswith("mydata-") and spec.local_folder(None) == folder.resolve()
+    other = write_beir(tmp_path / "elsewhere" / "mydata")  # same folder name, other path: another task name
+    assert find_task(str(other)).name.startswith("mydata-") and find_task(str(other)).name != spec.name
+    assert find_task(str(folder)).name == spec.name  # stable
     assert task_unavailable(spec, None) is None
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from conftest import make_beir
 
-from evalsuite.results import CHECKSUM_FIELD, ResultStore
+from evalsuite.results import CHECKSUM_FIELD, ResultStore, content_digest
 from evalsuite.files import read_blob
 
 EVALSUITE = str(Path(sys.executable).with_name("evalsuite"))
@@ -283,11 +283,17 @@ def test_result_with_wrong_fields_is_treated_as_missing(tmp_path: Path, referenc
     target = tmp_path / "m" / "SciFact" / "float32.json"
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(data))
-    assert store.get("m", "SciFact", "float32") is not None  # a result without checksum (older, or by hand) is valid
+    assert store.get("m", "SciFact", "float32") is None  # no checksum: edited by hand or written by something else
+    assert "no content_sha256" in store.damaged[target]
+    target.write_text(json.dumps({**data, CHECKSUM_FIELD: content_digest(data)}))
+    assert store.get("m", "SciFact", "float32") is not None
+    # Wrong fields are refused even behind a valid checksum.
     for broken in ({k: v for k, v in data.items() if k != "per_query_ndcg_at_10"}, {**data, "ndcg_at_10": "0.5"},
-                   {**data, "task": "SciFact"}, {**data, "per_query_ndcg_at_10": {}}, [data]):
-        target.write_text(json.dumps(broken))
+                   {**data, "task": "SciFact"}, {**data, "per_query_ndcg_at_10": {}}):
+        target.write_text(json.dumps({**broken, CHECKSUM_FIELD: content_digest(broken)}))
         assert store.get("m", "SciFact", "float32") is None, broken
+    target.write_text(json.dumps([data]))
+    assert store.get("m", "SciFact", "float32") is None
     assert list(store.all()) == []
 
 

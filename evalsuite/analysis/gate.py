@@ -29,7 +29,7 @@ from evalsuite.analysis.compare import VariantComparison, compare_variant
 from evalsuite.analysis.stats import PairedComparison
 from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.results import MissingResults, load_results
+from evalsuite.results import DEFAULT_SPLIT, MissingResults, load_results
 from evalsuite.variants import BASELINE, VariantSpec
 
 Rule = Literal["point", "ci"]
@@ -48,6 +48,7 @@ class GateConfig:
         scope: ``per-task`` (every task must pass) or ``mean`` (the macro average over tasks must pass).
         rule: ``point`` (the mean delta) or ``ci`` (the bootstrap confidence interval; see the module docstring).
         tasks: tasks to judge; None means every task with a Float32 result.
+        split: the split judged (results of other splits are left out).
         confidence: coverage of the bootstrap CI; ``1 - confidence`` is the significance level of the markers.
         n_resamples: bootstrap and randomization-test resamples (at least 10,000).
         seed: seed of both; the same seed gives the same CI and p-value.
@@ -59,6 +60,7 @@ class GateConfig:
     scope: Scope = "per-task"
     rule: Rule = "point"
     tasks: tuple[str, ...] | None = None
+    split: str = DEFAULT_SPLIT
     confidence: float = 0.95
     n_resamples: int = MIN_RESAMPLES
     seed: int = 0
@@ -153,7 +155,7 @@ class Verdict:
 
     def lines(self) -> list[str]:
         """One line per task (and the mean), then the one-line reason."""
-        head = f"gate {self.variant} vs float32 ({self.model_id}): {self.config.describe()}"
+        head = f"gate {self.variant} vs float32 ({self.model_id}, split {self.config.split}): {self.config.describe()}"
         return [head, *(c.line() for c in self.checks), self.reason]
 
     def to_dict(self) -> dict[str, object]:
@@ -223,10 +225,10 @@ def gate(variant: str, cfg: GateConfig, results_dir: Path, model: str | None = N
     """
     name = VariantSpec.parse(variant).name
     try:
-        comparison = compare_variant(load_results(results_dir, model, cfg.tasks), name, cfg)
+        comparison = compare_variant(load_results(results_dir, model, cfg.tasks, cfg.split), name, cfg)
     except MissingResults:
         if compute is None:
             raise
         model, tasks = compute()
-        comparison = compare_variant(load_results(results_dir, model, cfg.tasks or tasks), name, cfg)
+        comparison = compare_variant(load_results(results_dir, model, cfg.tasks or tasks, cfg.split), name, cfg)
     return judge(comparison, cfg)

@@ -37,7 +37,7 @@ def sweep_tables(report: SweepReport) -> list[TextTable]:
         mine = [r for r in rows if r["task"] == task]
         cells = [[str(r["variant"]), f"{r['float32_ndcg_at_10']:.5f}", f"{r['ndcg_at_10']:.5f}", f"{r['delta']:+.5f}",
                   f"{100 * r['relative_delta']:+.2f}%" if r["relative_delta"] is not None else "n/a"] for r in mine]
-        tables.append(TextTable(f"{task}: NDCG@10 vs Float32 ({report.model_id}, {mine[0]['n_queries']} queries)",
+        tables.append(TextTable(f"{task}: NDCG@10 vs Float32 ({report.model_id}, split {mine[0]['split']}, {mine[0]['n_queries']} queries)",
                                 ["variant", "Float32", "variant NDCG@10", "delta", "delta %"], cells))
     return tables
 
@@ -102,7 +102,7 @@ def footnotes(report: Report) -> list[str]:
     """The lines under the table: what the columns mean, the gate's verdicts, the recommendation, notes."""
     cfg = report.config
     tasks = ", ".join(f"{t} ({report.n_queries[t]} queries)" for t in report.tasks)
-    lines = [f"NDCG@10 of {report.model_id} ONNX variants on {tasks}. Mean: macro average over tasks; "
+    lines = [f"NDCG@10 of {report.model_id} ONNX variants on {tasks}, split {cfg.split}. Mean: macro average over tasks; "
              f"Δ: Mean minus Float32's Mean; {100 * cfg.confidence:g}% CI: {CI_NAME}, stratified by task "
              f"({cfg.n_resamples:,} resamples, seed {cfg.seed}); *: p < {cfg.alpha:g}, {TEST_NAME}."]
     judged = [r for r in report.rows if r.verdict is not None and not r.is_baseline]

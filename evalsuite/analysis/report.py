@@ -142,7 +142,7 @@ def build_report(results_dir: Path, model: str | None = None, tasks: Iterable[st
         bench_file: bench results; default ``<results-dir>/<model-slug>/bench.json`` when it exists.
     """
     cfg = cfg or GateConfig.load()
-    data = load_results(results_dir, model, tasks if tasks is not None else cfg.tasks)
+    data = load_results(results_dir, model, tasks if tasks is not None else cfg.tasks, cfg.split)
     stored = data.variants()
     if variants is None:
         names = stored

@@ -21,6 +21,8 @@ DataOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="EVALSUITE
 TasksDirOpt = Annotated[Optional[Path], typer.Option("--tasks-dir", help="Extra folder of task YAML files.", exists=True, file_okay=False)]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", envvar="EVALSUITE_CACHE_DIR", help="ONNX artifacts and embeddings (default: ~/.cache/evalsuite).", file_okay=False)]
 ResultsOpt = Annotated[Optional[Path], typer.Option("--results-dir", envvar="EVALSUITE_RESULTS_DIR", help="Where results are stored (default: results/).", file_okay=False)]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Evaluate this split (e.g. dev, train) of every task instead of the one its spec names (test for the built-in tasks).", show_default=False)]
+JudgeSplitOpt = Annotated[Optional[str], typer.Option("--split", help="The split to judge (default from --config: test); with --run, also the split evaluated.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 ModelSlugOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, folder or slug of the model (default: the only model in the results folder).")]
 CompareTasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated tasks to compare (default: the config's tasks, else every task with a Float32 result).")]

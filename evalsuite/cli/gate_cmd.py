@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, ModelSlugOpt, ResultsOpt,
+from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt, ResultsOpt,
                                   TasksDirOpt, app, err, split_list)
 from evalsuite.errors import EvalsuiteError
 
@@ -23,6 +23,7 @@ def gate_cli(
     config: GateConfigOpt = None,
     model: ModelSlugOpt = None,
     tasks: CompareTasksOpt = None,
+    split: JudgeSplitOpt = None,
     results_dir: ResultsOpt = None,
     run_missing: Annotated[bool, typer.Option("--run", help="Evaluate the variant (and Float32) first when its results are missing, reusing caches.")] = False,
     data_dir: DataOpt = None,
@@ -38,13 +39,13 @@ def gate_cli(
     from evalsuite.variants import VariantSpec
 
     cfg = GateConfig.load(config).override(
-        max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(split_list(tasks) or ()) or None,
+        max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(split_list(tasks) or ()) or None, split=split,
         scope=None if per_task is None else ("per-task" if per_task else "mean"))
     results = results_dir or default_results_dir()
 
     def compute() -> tuple[str, list[str]]:  # gate --run: the same run as `evalsuite run --variant V`
         sweep = SweepConfig(variants=[VariantSpec.parse(variant)], model=model or DEFAULT_MODEL,
-                            tasks=list(cfg.tasks) if cfg.tasks else None, data_dir=data_dir or default_data_dir(),
+                            tasks=list(cfg.tasks) if cfg.tasks else None, split=cfg.split, data_dir=data_dir or default_data_dir(),
                             tasks_dir=tasks_dir, cache_dir=cache_dir or default_cache_dir(), results_dir=results)
         report = run_sweep(sweep, say=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False))
         return report.model_id, list(report.results)
@@ -67,6 +68,7 @@ def report_cli(
     model: ModelSlugOpt = None,
     tasks: CompareTasksOpt = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="Rows to show: names or named sets (default: every stored variant).", show_default=False)] = None,
+    split: JudgeSplitOpt = None,
     config: GateConfigOpt = None,
     bench: Annotated[Optional[Path], typer.Option("--bench", help="Bench results (default: <results-dir>/<model>/bench.json when present).", dir_okay=False)] = None,
 ) -> None:
@@ -82,7 +84,7 @@ def report_cli(
     if chosen not in FORMATS:
         raise EvalsuiteError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     report = build_report(results_dir or default_results_dir(), model=model, tasks=split_list(tasks),
-                          variants=[s.name for s in expand(variant)] if variant else None, cfg=GateConfig.load(config),
+                          variants=[s.name for s in expand(variant)] if variant else None, cfg=GateConfig.load(config).override(split=split),
                           bench_file=bench)
     for note in report.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, DataOpt, JsonOpt, ModelOpt, ResultsOpt, TasksDirOpt, TasksOpt, VariantOpt, app, err,
+from evalsuite.cli.common import (CacheOpt, DataOpt, JsonOpt, ModelOpt, ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, VariantOpt, app, err,
                                   out, split_list)
 
 
@@ -16,6 +16,7 @@ def run(
     variant: VariantOpt = ["seed"],  # noqa: B006  typer needs a list default
     model: ModelOpt = "sentence-transformers/all-MiniLM-L6-v2",
     tasks: TasksOpt = None,
+    split: SplitOpt = None,
     data_dir: DataOpt = None,
     tasks_dir: TasksDirOpt = None,
     cache_dir: CacheOpt = None,
@@ -37,7 +38,7 @@ def run(
     from evalsuite.variants import expand
 
     cfg = SweepConfig(
-        variants=expand(variant), model=model, tasks=split_list(tasks), data_dir=data_dir, tasks_dir=tasks_dir,
+        variants=expand(variant), model=model, tasks=split_list(tasks), split=split, data_dir=data_dir, tasks_dir=tasks_dir,
         cache_dir=cache_dir or default_cache_dir(), results_dir=results_dir or default_results_dir(),
         policy=BatchPolicy(batch_size, query_batch_size, order),  # type: ignore[arg-type]
         threads=threads, force=force,

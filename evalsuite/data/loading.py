@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalsuite.config import first_line
 from evalsuite.data.beir import fingerprint, missing_files, read_beir
 from evalsuite.errors import DataUnavailable, EvalsuiteError
 from evalsuite.results import TaskRef
@@ -36,7 +37,9 @@ def task_unavailable(spec: TaskSpec, data_dir: Path | None) -> str | None:
         return f"BEIR folder not found: {folder}"
     missing = missing_files(folder, spec.split)
     if missing:
-        return f"{folder}: missing {', '.join(str(p.relative_to(folder)) for p in missing)}"
+        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        splits = f" (qrels for splits: {', '.join(have)})" if have and any(p.parent.name == "qrels" for p in missing) else ""
+        return f"{folder}: missing {', '.join(str(p.relative_to(folder)) for p in missing)}{splits}"
     return None
 
 
@@ -57,19 +60,20 @@ def load_task(spec: TaskSpec, data_dir: Path | None) -> LoadedTask:
         if problem:
             raise EvalsuiteError(f"task {spec.name}: {problem}")
         data = read_beir(folder, spec.split)
-        task = _mteb_task(spec)
+        task = _mteb_task(spec).filter_eval_splits([spec.split])  # mteb evaluates the task's own splits otherwise
         task.dataset = {"default": {spec.split: _split_data(data)}}
         task.data_loaded = True
         ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"local:{folder}", data_fingerprint(spec, data_dir),
                       len(data.corpus), len(data.queries))
         return LoadedTask(spec, task, ref)
-    task = _mteb_task(spec)
+    task = _mteb_task(spec).filter_eval_splits([spec.split])
     try:
         task.load_data()
     except Exception as exc:  # datasets/hub raise many types; offline is the common case
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise DataUnavailable(f"task {spec.name}: cannot load {task.metadata.dataset['path']} through mteb ({reason}); "
-                             "pass --data-dir with a local BEIR copy") from exc
+        splits = ", ".join(task.metadata.eval_splits)
+        raise DataUnavailable(f"task {spec.name}: cannot load split {spec.split!r} of {task.metadata.dataset['path']} through "
+                              f"mteb ({first_line(exc, 160)}; mteb evaluates it on: {splits}); pass --data-dir with a local "
+                              "BEIR copy") from exc
     split = task.dataset["default"][spec.split]
     ref = TaskRef(spec.name, spec.mteb_name, spec.split, f"mteb:{task.metadata.dataset['path']}",
                   str(task.metadata.dataset["revision"]), len(split["corpus"]), len(split["relevant_docs"]))

@@ -19,6 +19,7 @@ from typing import Any
 
 from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import sha256_text
 
 _FIELDS = ("name", "mteb_name", "split", "main_score", "beir_folder", "default", "description")
 
@@ -84,7 +85,9 @@ def find_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:
         return by_folder[key]
     path = Path(name).expanduser()
     if path.is_dir():
-        return TaskSpec(name=path.resolve().name, mteb_name=None, beir_folder=str(path.resolve()))
+        # Named after the folder and its absolute path, so two folders called alike never share results.
+        resolved = path.resolve()
+        return TaskSpec(name=f"{resolved.name}-{sha256_text(str(resolved))[:8]}", mteb_name=None, beir_folder=str(resolved))
     mteb_task = _mteb_retrieval_task(name)
     if mteb_task is not None:
         meta = mteb_task.metadata

@@ -102,8 +102,8 @@ class OnnxEncoder:
         batches = plan_batches(tokenized.lengths, batch_size, self.policy.order)
         # Only the batching that applies to this kind of text is in the key: changing the query batch size
         # must not re-encode the corpus.
-        settings_key = sha256_text(self.artifact.sha256, json.dumps(self.settings.to_dict(), sort_keys=True),
-                                   f"{prompt_type}-{batch_size}-{self.policy.order}")
+        settings_key = sha256_text(self.artifact.sha256, self.source.tokenizer_sha256,
+                                   json.dumps(self.settings.to_dict(), sort_keys=True), f"{prompt_type}-{batch_size}-{self.policy.order}")
         out: np.ndarray | None = None
         done = 0
         for start in range(0, len(batches), SHARD_BATCHES):

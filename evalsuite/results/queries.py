@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import model_slug
-from evalsuite.results.records import RunResult
+from evalsuite.results.records import DEFAULT_SPLIT, RunResult
 from evalsuite.results.store import ResultStore
 from evalsuite.variants import BASELINE, variant_order
 
@@ -31,6 +31,7 @@ class ModelResults:
     model_slug: str
     results: dict[str, dict[str, RunResult]]
     root: Path
+    split: str = DEFAULT_SPLIT
 
     @property
     def tasks(self) -> list[str]:
@@ -41,15 +42,23 @@ class ModelResults:
         return variant_order({v for by_variant in self.results.values() for v in by_variant})
 
 
-def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None) -> ModelResults:
-    """Read one model's results; ``model`` is a Hub id, folder name or slug, optional when only one model is stored.
+def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None,
+                 split: str = DEFAULT_SPLIT) -> ModelResults:
+    """Read one model's results on one split; ``model`` is a Hub id, folder name or slug, optional when only one
+    model is stored.
 
     Tasks are matched case-insensitively and kept in the order given; without ``tasks``, every task that has a
     Float32 result, by name. A requested task without a Float32 result is a :class:`MissingResults` error.
     """
-    everything = list(ResultStore(results_dir).all())
-    if not everything:
+    store = ResultStore(results_dir)
+    stored = list(store.all())
+    if not stored:
         raise MissingResults(f"no results in {results_dir}/ (run `evalsuite run` first, or pass --run)")
+    everything = [r for r in stored if r.task.split == split]
+    if not everything:
+        splits = ", ".join(sorted({r.task.split for r in stored}))
+        raise MissingResults(f"no results on split {split!r} in {results_dir}/ (splits stored: {splits}); "
+                             f"run `evalsuite run --split {split}` first, or pass --run")
     slugs = sorted({r.model_slug for r in everything})
     if model is None:
         if len(slugs) > 1:
@@ -61,6 +70,10 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
         if not matches:
             raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")
         slug = matches[0]
+    damaged = [f"{path} ({why})" for path, why in store.damaged.items() if path.parent.parent.name == slug]
+    if damaged:
+        raise EvalsuiteError(f"damaged result file {damaged[0]}: re-run `evalsuite run` to recompute it, or delete it"
+                             + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""))
     mine = [r for r in everything if r.model_slug == slug]
     by_task: dict[str, dict[str, RunResult]] = {}
     for r in mine:
@@ -74,12 +87,12 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
         for t in tasks:
             name = names.get(t.strip().lower())
             if name is None or BASELINE.name not in by_task[name]:
-                raise MissingResults(f"no Float32 result on task {t!r} for {mine[0].model_id} in {results_dir}/"
+                raise MissingResults(f"no Float32 result on task {t!r} (split {split}) for {mine[0].model_id} in {results_dir}/"
                                      f" (tasks with Float32 results: {', '.join(with_baseline) or 'none'})")
             if name not in chosen:
                 chosen.append(name)
     if not chosen:
         raise MissingResults(f"no Float32 result for {mine[0].model_id} in {results_dir}/: nothing to compare against")
-    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir)
+    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir, split)
 
 

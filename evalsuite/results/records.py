@@ -17,6 +17,7 @@ from evalsuite.files import sha256_text
 from evalsuite.variants import VariantSpec
 
 SCHEMA = "evalsuite.result/1"
+DEFAULT_SPLIT = "test"
 CHECKSUM_FIELD = "content_sha256"
 
 
@@ -31,6 +32,16 @@ class TaskRef:
     fingerprint: str  # sha256 of the local files, or the Hub revision
     n_documents: int
     n_queries: int
+
+    @property
+    def label(self) -> str:
+        """``SciFact`` for the test split (the layout results always had), ``SciFact.dev`` for another split."""
+        return task_label(self.name, self.split)
+
+
+def task_label(name: str, split: str) -> str:
+    """The name a task's results are stored and shown under: the split is added unless it is ``test``."""
+    return name if split == DEFAULT_SPLIT else f"{name}.{split}"
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class RunResult:
     identity: str
     schema: str = SCHEMA
     mteb_scores: dict[str, object] = field(default_factory=dict)
+    tokenizer_sha256: str = ""  # of the tokenizer files (results written before it existed have none)
 
     @property
     def spec(self) -> VariantSpec:
@@ -98,8 +110,12 @@ def content_digest(data: dict[str, object]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def identity(weights_sha256: str, variant: str, onnx_sha256: str, task: str, split: str, data_fingerprint: str,
-             encoding: dict[str, object], batch_policy: dict[str, object]) -> str:
-    """The hash of everything that decides a result's numbers; cheap to compute without loading the data."""
-    return sha256_text(SCHEMA, weights_sha256, variant, onnx_sha256, task, split, data_fingerprint,
+def identity(weights_sha256: str, tokenizer_sha256: str, variant: str, onnx_sha256: str, task: str, split: str,
+             data_fingerprint: str, encoding: dict[str, object], batch_policy: dict[str, object]) -> str:
+    """The hash of everything that decides a result's numbers; cheap to compute without loading the data.
+
+    The ONNX hash covers the weights and ``config.json`` through the exported graph; the tokenizer, the data,
+    the encoding settings and the batch policy decide the rest.
+    """
+    return sha256_text(SCHEMA, weights_sha256, tokenizer_sha256, variant, onnx_sha256, task, split, data_fingerprint,
                        json.dumps(encoding, sort_keys=True), json.dumps(batch_policy, sort_keys=True))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import atomic_write_json
-from evalsuite.results.records import CHECKSUM_FIELD, SCHEMA, RunResult, content_digest
+from evalsuite.results.records import CHECKSUM_FIELD, DEFAULT_SPLIT, SCHEMA, RunResult, content_digest, task_label
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,17 @@ class ResultStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.damaged: dict[Path, str] = {}  # files that look like results but cannot be trusted, and why
 
-    def path(self, model_slug: str, task: str, variant: str) -> Path:
-        return self.root / model_slug / task / f"{variant}.json"
+    def path(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT) -> Path:
+        return self.root / model_slug / task_label(task, split) / f"{variant}.json"
 
-    def get(self, model_slug: str, task: str, variant: str) -> RunResult | None:
-        return self._read(self.path(model_slug, task, variant))
+    def get(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT) -> RunResult | None:
+        return self._read(self.path(model_slug, task, variant, split))
 
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically, with a checksum of its content that :meth:`get` verifies."""
-        path = self.path(result.model_slug, result.task.name, result.variant)
+        path = self.path(result.model_slug, result.task.name, result.variant, result.task.split)
         data = json.loads(json.dumps(result.to_dict()))  # its JSON form, exactly as it will be read back
         atomic_write_json(path, {**data, CHECKSUM_FIELD: content_digest(data)})
         return path
@@ -53,22 +54,30 @@ class ResultStore:
                 yield result
 
     def _read(self, path: Path) -> RunResult | None:
-        """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it)."""
+        """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it).
+
+        A record without a valid ``content_sha256`` is damaged: it was edited or written by something else, so its
+        numbers may not belong to its identity. Damaged files are listed in :attr:`damaged`.
+        """
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("%s is not valid JSON; ignoring it", path)
-            return None
+            return self._damaged(path, "not valid JSON")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             return None
-        stored = data.pop(CHECKSUM_FIELD, None)  # files written before checksums, or by hand, have none
-        if stored is not None and stored != content_digest(data):
-            log.warning("%s does not match its checksum (damaged or edited); ignoring it", path)
-            return None
+        stored = data.pop(CHECKSUM_FIELD, None)
+        if stored is None:
+            return self._damaged(path, f"no {CHECKSUM_FIELD}")
+        if stored != content_digest(data):
+            return self._damaged(path, "does not match its checksum (damaged or edited)")
         try:
             return RunResult.from_dict(data, path)
         except EvalsuiteError as exc:
-            log.warning("%s; ignoring it", exc)
-            return None
+            return self._damaged(path, str(exc).removeprefix(f"{path}: "))
+
+    def _damaged(self, path: Path, why: str) -> None:
+        log.warning("%s: %s; ignoring it", path, why)
+        self.damaged[path] = why
+        return None

@@ -90,5 +90,5 @@ def evaluate(encoder: OnnxEncoder, lt: LoadedTask, source: ModelSource, artifact
                  "texts_from_cache": encoder.stats["cached_texts"] - before["cached_texts"],
                  "threads": encoder.threads},
         versions=versions(), machine=cpu_info(), created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        command=command, identity=ident, mteb_scores=outcome.mteb_scores,
+        command=command, identity=ident, mteb_scores=outcome.mteb_scores, tokenizer_sha256=source.tokenizer_sha256,
     )

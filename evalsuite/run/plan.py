@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +33,7 @@ class SweepConfig:
     variants: list[VariantSpec]
     model: str = DEFAULT_MODEL
     tasks: list[str] | None = None  # None: the default tasks, skipping those without data
+    split: str | None = None  # evaluate this split of every task instead of the split its spec names
     data_dir: Path | None = None
     tasks_dir: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -79,13 +82,17 @@ def plan(cfg: SweepConfig) -> Plan:
 
 def _task_specs(cfg: SweepConfig) -> list[tuple[TaskSpec, str | None]]:
     if cfg.tasks is None:
-        return [(spec, task_unavailable(spec, cfg.data_dir)) for spec in default_tasks(cfg.tasks_dir)]
+        return [(spec, task_unavailable(spec, cfg.data_dir)) for spec in map(_with_split(cfg), default_tasks(cfg.tasks_dir))]
     specs = []
     for name in cfg.tasks:
-        spec = find_task(name, cfg.tasks_dir)
+        spec = _with_split(cfg)(find_task(name, cfg.tasks_dir))
         why = task_unavailable(spec, cfg.data_dir)
         if why:
             raise EvalsuiteError(f"task {spec.name}: {why}")
         if spec not in specs:
             specs.append(spec)
     return [(s, None) for s in specs]
+
+
+def _with_split(cfg: SweepConfig) -> Callable[[TaskSpec], TaskSpec]:
+    return lambda spec: dataclasses.replace(spec, split=cfg.split) if cfg.split else spec

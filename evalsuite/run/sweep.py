@@ -36,7 +36,7 @@ class SweepReport:
             for name, r in by_variant.items():
                 out.append({"task": task, "variant": name, "ndcg_at_10": r.ndcg_at_10, "float32_ndcg_at_10": base,
                             "delta": r.ndcg_at_10 - base, "relative_delta": (r.ndcg_at_10 - base) / base if base else None,
-                            "n_queries": len(r.per_query_ndcg_at_10), "batch_policy": r.batch_policy["key"],
+                            "split": r.task.split, "n_queries": len(r.per_query_ndcg_at_10), "batch_policy": r.batch_policy["key"],
                             "onnx_sha256": r.onnx_sha256, "reused": (task, name) not in self.computed})
         return out
 

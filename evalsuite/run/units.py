@@ -62,8 +62,8 @@ class UnitRunner:
         if task.name not in self._fingerprints:
             self._fingerprints[task.name] = data_fingerprint(task, self.cfg.data_dir)
         artifact = self.artifacts.get(unit.variant) or self.build(WorkUnit("build", unit.variant))
-        return identity(self.source.weights_sha256, unit.variant, artifact.sha256, task.name, task.split,
-                        self._fingerprints[task.name], self.source.settings.to_dict(), self.cfg.policy.to_dict())
+        return identity(self.source.weights_sha256, self.source.tokenizer_sha256, unit.variant, artifact.sha256, task.name,
+                        task.split, self._fingerprints[task.name], self.source.settings.to_dict(), self.cfg.policy.to_dict())
 
     def evaluate(self, unit: WorkUnit) -> tuple[RunResult, bool]:
         """The unit's result and whether it was computed now (False: a stored one was reused).
@@ -72,10 +72,10 @@ class UnitRunner:
         """
         task = self.plan.task(unit.task)  # type: ignore[arg-type]
         ident = self.identity(unit)
-        path = self.store.path(self.source.slug, task.name, unit.variant)
+        path = self.store.path(self.source.slug, task.name, unit.variant, task.split)
         with file_lock(path):
             remove_leftovers(path)  # temporary files of runs killed while writing it
-            existing = self.store.get(self.source.slug, task.name, unit.variant)
+            existing = self.store.get(self.source.slug, task.name, unit.variant, task.split)
             if existing is not None and existing.identity == ident and not self.cfg.force:
                 return existing, False
             if task.name not in self._loaded:

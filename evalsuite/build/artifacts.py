@@ -1,9 +1,10 @@
 """Model -> ONNX file per variant, through the variant's kind, in a content-addressed cache.
 
 Every artifact is addressed by content (the model files the export reads: weights, ``config.json`` and the
-tokenizer; the variant name, the kind's own key extras, converter and library versions), built in a temporary folder, renamed into place, and verified by hash when read,
-so a killed or concurrent build never leaves a broken file that is later used. A variant is built from
-its kind's parent (the raw export for Float32, the optimized Float32 for the others), recursively.
+tokenizer; the variant name, the kind's own key extras, converter and library versions), built in a temporary
+folder, renamed into place, and verified by hash when read, so a killed or concurrent build never leaves a broken
+file that is later used. A variant is built from its kind's parent (the raw export for Float32, the optimized
+Float32 for the others), recursively.
 
 Example:
     >>> art = build_variant(resolve_model(DEFAULT_MODEL), VariantSpec.parse("qint8-pc-7bit"), cache_dir)  # doctest: +SKIP

@@ -10,7 +10,9 @@ import sys
 
 import typer
 
-from evalsuite.cli import bench_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
+# Importing a command module registers its commands; --help lists them in this order.
+from evalsuite.cli import run_cmd  # noqa: F401, I001
+from evalsuite.cli import bench_cmd, gate_cmd  # noqa: F401
 from evalsuite.cli.common import app, err
 from evalsuite.errors import EvalsuiteError
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, ModelSlugOpt, ResultsOpt,
-                                  TasksDirOpt, app, err, split_list)
+                                  TasksDirOpt, app, err, invocation, split_list)
 from evalsuite.errors import EvalsuiteError
 
 
@@ -86,7 +86,7 @@ def report_cli(
                           bench_file=bench)
     for note in report.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    text = render(report, chosen)  # type: ignore[arg-type]
+    text = render(report, chosen, command=invocation())  # type: ignore[arg-type]
     if output is None:
         print(text, end="")
     else:

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from evalsuite.cli import bench_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
+from evalsuite.cli import bench_cmd, export_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
 from evalsuite.cli.common import app, err
 from evalsuite.errors import EvalsuiteError
 

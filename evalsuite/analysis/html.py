@@ -68,7 +68,7 @@ def to_html_page(report: Report, *, command: str = "", figures: Mapping[str, byt
     bodies = {
         "machine": _machine(report, command),
         "quality": comparison_table(report, digits) + '<div class="footnotes">'
-                   + "".join(f"<p>{_bold(line)}</p>" for line in footnotes(report)) + "</div>" + figure("delta_ci"),
+                   + "".join(f"<p>{esc(line)}</p>" for line in footnotes(report)) + "</div>" + figure("delta_ci"),
         "gate": _gate(report),
         "per-query": "<p>Each build's NDCG@10 minus Float32's on the same query. A build can keep its mean and still move "
                      "many queries: the counts say how many got better, worse or stayed equal.</p>"
@@ -109,12 +109,6 @@ def _figure(key: str, png: bytes, number: int) -> str:
     return (f'<figure class="plot" id="fig-{esc(key)}"><img src="{uri}" alt="{esc(caption)}" '
             f'width="{round(width * 96 / dpi)}" height="{round(height * 96 / dpi)}">'
             f"<figcaption><b>Figure {number}.</b> {esc(caption)}</figcaption></figure>")
-
-
-def _bold(text: str) -> str:
-    """Escaped text with the footnotes' only markdown, ``**bold**``."""
-    parts = esc(text).split("**")
-    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts)) if len(parts) % 2 else esc(text)
 
 
 def _dl(rows: Iterable[tuple[str, object]]) -> str:

@@ -170,9 +170,11 @@ def counts_table(report: Report) -> Markup:
 def text_table(t: TextTable, row_cls: Callable[[list[str]], str] = lambda _r: "",
                col_cls: Callable[[str], str] = lambda _h: "") -> Markup:
     """A :class:`TextTable` (the bench module's tables): label columns left, numbers right, its title as caption."""
-    head = [Cell(h, f"{'txt' if i < t.left else 'num'} {col_cls(h)}".strip()) for i, h in enumerate(t.header)]
-    rows = [(row_cls(r), [Cell(v, f"{'txt' if i < t.left else 'num'} {col_cls(t.header[i]) if i else ''}".strip(), head=i == 0)
-                          for i, v in enumerate(r)]) for r in t.rows]
+    def cls(i: int) -> str:  # alignment, then the class of the column (the first one is the row's label)
+        return f"{'txt' if i < t.left else 'num'} {col_cls(t.header[i]) if i else ''}".strip()
+
+    head = [Cell(h, cls(i)) for i, h in enumerate(t.header)]
+    rows = [(row_cls(r), [Cell(v, cls(i), head=i == 0) for i, v in enumerate(r)]) for r in t.rows]
     caption = t.title + (f". {t.note[:1].upper()}{t.note[1:]}." if t.note else "")
     return table(head, rows, caption, "bench")
 

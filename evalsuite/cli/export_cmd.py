@@ -20,7 +20,8 @@ def export_cli(
 ) -> None:
     """Write stored results in mteb's own layout, so mteb's loaders (ResultCache, TaskResult) read them beside published MTEB results."""
     from evalsuite.config import default_results_dir
-    from evalsuite.results import ResultStore, is_model
+    from evalsuite.results import ResultStore
+    from evalsuite.results.queries import is_model
     from evalsuite.results.mteb_export import export_mteb
 
     if fmt.lower() != "mteb":

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, ModelSlugOpt, ResultsOpt,
-                                  TasksDirOpt, app, err, invocation, split_list)
+                                  TasksDirOpt, app, err, split_list)
 from evalsuite.errors import EvalsuiteError
 
 
@@ -74,6 +74,7 @@ def report_cli(
     from evalsuite.analysis.gate import GateConfig
     from evalsuite.analysis.render import FORMATS, render
     from evalsuite.analysis.report import build_report
+    from evalsuite.cli.common import invocation
     from evalsuite.config import default_results_dir
     from evalsuite.variants import expand
 

@@ -23,6 +23,11 @@ class MissingResults(EvalsuiteError):
     """The results a comparison needs are not stored (``gate --run`` computes them)."""
 
 
+def is_model(result: RunResult, model: str) -> bool:
+    """Whether ``result`` is of ``model``: its Hub id or folder as given, its slug, or the folder's name."""
+    return result.model_id == model or result.model_slug in {model, model_slug(model), Path(model).name}
+
+
 @dataclass(frozen=True)
 class ModelResults:
     """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
@@ -39,11 +44,6 @@ class ModelResults:
     def variants(self) -> list[str]:
         """Every variant with a result on some task, in table order (see :func:`variant_order`)."""
         return variant_order({v for by_variant in self.results.values() for v in by_variant})
-
-
-def is_model(result: RunResult, model: str) -> bool:
-    """Whether ``result`` is of ``model``: its Hub id or folder as given, its slug, or the folder's name."""
-    return result.model_id == model or result.model_slug in {model, model_slug(model), Path(model).name}
 
 
 def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None) -> ModelResults:

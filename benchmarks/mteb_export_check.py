@@ -51,7 +51,7 @@ def main() -> int:
     exported = export_mteb(stored, cache_dir / "results")
     print(f"mteb {mteb.__version__}: exported {len(exported)} results of {', '.join(map(str, roots))} to {cache_dir / 'results'}")
     cache = mteb.ResultCache(cache_path=cache_dir)
-    by_source = {str(e.source): e for e in exported}
+    by_source = {str(source): e for e in exported for source in e.sources}
     rows, failures = [], 0
     for source, r in stored:
         e = by_source[str(source)]

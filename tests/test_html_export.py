@@ -232,3 +232,23 @@ def test_export_checks_every_result_before_writing(tiny_runs: tuple[Path, Path],
     with pytest.raises(EvalsuiteError, match="mteb_scores has ndcg_at_10"):
         export_mteb([(path, dataclasses.replace(r, ndcg_at_10=r.ndcg_at_10 + 1e-4))], out)
     assert not out.exists()
+
+
+def test_splits_of_one_build_share_one_mteb_file(tiny_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    from mteb.results import TaskResult
+
+    from evalsuite.results.mteb_export import export_mteb
+
+    path, r = next((p, r) for p, r in ResultStore(tiny_runs[0]).items() if r.variant == "float32")
+    dev_ndcg = round(r.ndcg_at_10 - 0.1, 5)  # a made-up dev split, so each split's number is told apart
+    scores = json.loads(json.dumps(r.mteb_scores))
+    scores["scores"] = {"dev": [{**scores["scores"]["test"][0], "ndcg_at_10": dev_ndcg, "main_score": dev_ndcg}]}
+    dev = dataclasses.replace(r, task=dataclasses.replace(r.task, split="dev"), ndcg_at_10=dev_ndcg, mteb_scores=scores)
+    (exported,) = export_mteb([(path, r), (tmp_path / "dev.json", dev)], tmp_path / "out")
+    assert exported.sources == (path, tmp_path / "dev.json")
+    read = TaskResult.from_disk(exported.path)
+    assert sorted(read.scores) == ["dev", "test"]
+    assert read.get_score(splits=["test"], getter=lambda s: s["ndcg_at_10"]) == round(r.ndcg_at_10, 5)
+    assert read.get_score(splits=["dev"], getter=lambda s: s["ndcg_at_10"]) == dev_ndcg
+    with pytest.raises(EvalsuiteError, match="would both be split 'test'"):
+        export_mteb([(path, r), (tmp_path / "again.json", r)], tmp_path / "other")

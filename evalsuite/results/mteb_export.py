@@ -111,21 +111,25 @@ def task_result_of(result: RunResult, where: Path | str) -> Any:
         raise ExportError(f"{where}: expected one ndcg_at_10 in split {result.task.split!r} of mteb_scores, found {values}")
     if not math.isclose(values[0], result.ndcg_at_10, rel_tol=0, abs_tol=0.5 * 10**-MTEB_DECIMALS + 1e-12):
         raise ExportError(f"{where}: mteb_scores has ndcg_at_10 {values[0]}, the result {result.ndcg_at_10:.6f}")
-    return task_result
+    return task_result.model_copy(update={"scores": {result.task.split: scores}})  # only the split this result is
 
 
 @dataclass(frozen=True)
 class Exported:
-    """One result as an mteb file: where it goes, mteb's model identity and its scores."""
+    """One mteb file: where it goes, the result files it holds (one per split), mteb's model identity and scores."""
 
-    source: Path
+    sources: tuple[Path, ...]
     path: Path
     meta: Any  # mteb ModelMeta
     task_result: Any  # mteb TaskResult
 
 
 def plan_export(stored: Iterable[tuple[Path, RunResult]], out_dir: Path) -> list[Exported]:
-    """Check every result and decide its file, before anything is written; two results for one file are an error."""
+    """Check every result and decide its file, before anything is written.
+
+    Results of one build and task on different splits share a file, as in mteb (merged by ``TaskResult.merge``);
+    two results for the same split of one file are an error.
+    """
     planned: dict[Path, Exported] = {}
     for source, r in stored:
         meta = variant_model_meta(r.model_id, r.model_slug, r.variant, r.onnx_sha256, r.onnx_size_bytes,
@@ -136,9 +140,17 @@ def plan_export(stored: Iterable[tuple[Path, RunResult]], out_dir: Path) -> list
             folder = folder / EXPERIMENTS / meta.experiment_name
         path = folder / f"{task_result.task_name}.json"
         if path in planned:
-            raise ExportError(f"{source} and {planned[path].source} would both be {path}: "
-                              "the same ONNX file, task and batch policy; export them to separate folders")
-        planned[path] = Exported(source, path, meta, task_result)
+            first = planned[path]
+            if r.task.split in first.task_result.scores:
+                raise ExportError(f"{source} and {first.sources[0]} would both be split {r.task.split!r} of {path}: the "
+                                  "same ONNX file, task, split and batch policy; export them to separate folders")
+            try:
+                task_result = first.task_result.merge(task_result)
+            except ValueError as exc:
+                raise ExportError(f"{source} and {first.sources[0]}: mteb cannot merge their splits ({exc})") from None
+            planned[path] = Exported((*first.sources, source), path, meta, task_result)
+        else:
+            planned[path] = Exported((source,), path, meta, task_result)
     return list(planned.values())
 
 

@@ -10,9 +10,10 @@ import sys
 
 import typer
 
-from evalsuite.cli import bench_cmd, export_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
+from evalsuite.cli import bench_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
 from evalsuite.cli.common import app, err
 from evalsuite.errors import EvalsuiteError
+from evalsuite.cli import export_cmd  # noqa: F401, E402, I001  registers `export` (listed last)
 
 __all__ = ["app", "main"]
 

@@ -125,10 +125,10 @@ def test_json_document(results: Path) -> None:
     assert doc["gate"]["rule"] == "ci" and doc["recommended"] is None and doc["speed"] is None
 
 
-def test_html_is_a_static_escaped_table(results: Path) -> None:
-    text = render(build_report(results), "html")
+def test_html_is_a_static_page_with_the_table(results: Path) -> None:
+    text = render(build_report(results), "html")  # the page itself: tests/test_html_export.py
     assert text.startswith("<!doctype html>") and "<table" in text and "<script" not in text
-    assert "<td>qint8-pc-7bit</td>" in text and "org/tiny-model" in text
+    assert '<th scope="row" class="txt variant">qint8-pc-7bit</th>' in text and "org/tiny-model" in text
 
 
 def test_unknown_format_is_an_error(results: Path) -> None:

@@ -13,13 +13,13 @@ Example:
 from __future__ import annotations
 
 import textwrap
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,17 +30,32 @@ if TYPE_CHECKING:
 _DPI = 120
 
 
-def write_plots(report: Report, folder: Path) -> list[Path]:
-    """Write every plot that the report has data for into ``folder``; returns the files written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvalsuiteError(f"cannot create plot folder {folder}: {exc.strerror}") from None
-    written = [_save(delta_ci_figure(report), folder / "delta_ci.png"),
-               _save(per_query_figure(report), folder / "per_query_delta.png")]
-    if report.bench is not None:
-        written.append(_save(pareto_figure(report), folder / "pareto.png"))
+def write_plots(report: Report, folder: Path, dpi: int | None = None) -> list[Path]:
+    """Write every plot that the report has data for into ``folder`` (``<name>.png``); returns the files written."""
+    written = []
+    for name, png in plot_pngs(report, dpi).items():
+        path = folder / f"{name}.png"
+        try:
+            atomic_write_bytes(path, png)
+        except OSError as exc:
+            raise EvalsuiteError(f"cannot write {path}: {exc.strerror}") from None
+        written.append(path)
     return written
+
+
+def plot_pngs(report: Report, dpi: int | None = None) -> dict[str, bytes]:
+    """PNG bytes of every plot that the report has data for, by name (``delta_ci``, ``per_query_delta``, ``pareto``).
+
+    ``dpi`` defaults to the figures' own (120); the HTML page uses more, so plots stay sharp on high-density screens.
+
+    Example:
+        >>> sorted(plot_pngs(build_report(Path("results"))))  # doctest: +SKIP
+        ['delta_ci', 'pareto', 'per_query_delta']
+    """
+    out = {"delta_ci": figure_png(delta_ci_figure(report), dpi), "per_query_delta": figure_png(per_query_figure(report), dpi)}
+    if report.bench is not None:
+        out["pareto"] = figure_png(pareto_figure(report), dpi)
+    return out
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -49,12 +64,16 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def figure_png(fig: Figure, dpi: int | None = None) -> bytes:
+    """A figure as PNG bytes (Agg canvas, no pyplot state); without the "Software" tag, so equal plots give equal bytes."""
+    import io
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png")
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi, metadata={"Software": None})
+    return buf.getvalue()
 
 
 def _compared(report: Report) -> list[Row]:
@@ -162,13 +181,8 @@ def pareto_figure(report: Report) -> Figure:
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[lo, hi], fmt="o", ms=5, capsize=2, lw=1, color="tab:blue")
         front = pareto_front(pts)
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:green", lw=1, label="Pareto front")
-        for k, i in enumerate(sorted(range(len(rows)), key=lambda i: pts[i][0])):  # alternate above/below: close points stay legible
-            bold = rows[i].name == report.recommended
-            # Labels go left of points on the right half so they stay inside the axes; close points alternate up/down.
-            right = pts[i][0] > (min(p[0] for p in pts) + max(p[0] for p in pts)) / 2
-            ax.annotate(rows[i].name + (" (recommended)" if bold else ""), pts[i], xytext=(-6 if right else 6, 5 if k % 2 == 0 else -12),
-                        textcoords="offset points", fontsize=8, fontweight="bold" if bold else "normal",
-                        ha="right" if right else "left")
+        bars = [(p[0], p[1] - d_lo, p[1] + d_hi) for p, d_lo, d_hi in zip(pts, lo, hi, strict=True)]
+        names = [r.name + (" (recommended)" if r.name == report.recommended else "") for r in rows]
     _threshold(report, ax, horizontal=True)
     ax.set_xlabel(f"speedup vs Float32 at {report.bench.length} tokens, batch {report.bench.batch}")
     ax.set_ylabel("mean NDCG@10 delta vs Float32")
@@ -176,4 +190,72 @@ def pareto_figure(report: Report) -> Figure:
     ax.set_title(f"{report.model_id}: quality vs speed\n{machine}", loc="left", fontsize=8)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
+    if rows:  # last: labels are placed in pixels, once the title, axis labels and legend have fixed the layout
+        _place_labels(ax, pts, bars, names, bold={i for i, r in enumerate(rows) if r.name == report.recommended})
     return fig
+
+
+def _place_labels(ax: Axes, pts: list[tuple[float, float]], bars: list[tuple[float, float, float]], names: list[str],
+                  bold: set[int], fontsize: float = 8.0) -> None:
+    """Label each point without overlapping another label, a marker or an error bar.
+
+    Greedy, in display space: labels go right of a point (left of it in the right half of the axes, so they stay
+    inside); a label that would collide is moved up or down in steps of one text line and joined to its point by a
+    thin leader line. Deterministic: the same points give the same picture.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = ax.figure
+    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()  # fixes the layout and the axis limits, so data -> pixel is final
+    px = fig.dpi / 72.0
+    to_px = ax.transData.transform
+    line_h = fontsize * 1.35 * px
+    char_w = fontsize * 0.58 * px
+    gap = 5 * px
+    x_mid = sum(ax.get_xlim()) / 2
+    obstacles = []  # (x0, y0, x1, y1) in pixels: markers and error bars
+    for (x, y), (_, y_lo, y_hi) in zip(pts, bars, strict=True):
+        (cx, cy), (_, b_lo), (_, b_hi) = to_px((x, y)), to_px((x, y_lo)), to_px((x, y_hi))
+        obstacles.append((cx - 4 * px, cy - 4 * px, cx + 4 * px, cy + 4 * px))
+        obstacles.append((cx - 3 * px, min(b_lo, b_hi), cx + 3 * px, max(b_lo, b_hi)))
+    legend = ax.get_legend()
+    if legend is not None:
+        lb = legend.get_window_extent()
+        obstacles.append((lb.x0, lb.y0, lb.x1, lb.y1))
+    box_of_axes = ax.get_window_extent()
+
+    def collides(box: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < box_of_axes.x0 or x1 > box_of_axes.x1 or y0 < box_of_axes.y0 or y1 > box_of_axes.y1:
+            return True
+        return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in placed)
+
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(pts)), key=lambda i: (-pts[i][1], pts[i][0])):  # top first
+        cx, cy = to_px(pts[i])
+        width = len(names[i]) * char_w * (1.08 if i in bold else 1.0)
+        left = pts[i][0] > x_mid
+        choice = None
+        for step in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6):
+            for side_left in (left, not left):
+                x0 = cx - gap - width if side_left else cx + gap
+                y0 = cy + 2 * px + step * line_h
+                box = (x0, y0, x0 + width, y0 + line_h * 0.8)
+                if not collides(box, placed + obstacles):
+                    choice = (box, side_left, step)
+                    break
+            if choice:
+                break
+        if choice is None:  # nowhere free: the plain position
+            x0 = cx - gap - width if left else cx + gap
+            choice = ((x0, cy + 2 * px, x0 + width, cy + 2 * px + line_h * 0.8), left, 0)
+        box, side_left, step = choice
+        placed.append(box)
+        anchor_x = box[2] if side_left else box[0]
+        offset = ((anchor_x - cx) / px, (box[1] - cy) / px)
+        label = ax.annotate(names[i], pts[i], xytext=offset, textcoords="offset points", fontsize=fontsize,
+                            fontweight="bold" if i in bold else "normal", ha="right" if side_left else "left", va="bottom",
+                            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.55", "shrinkA": 0, "shrinkB": 3} if step else None)
+        label.set_in_layout(False)  # the layout is final: a label must not move the axes it was placed in

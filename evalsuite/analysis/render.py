@@ -1,4 +1,5 @@
-"""A :class:`~evalsuite.analysis.report.Report` as text: markdown, CSV, JSON (docs/report-schema.md) or HTML.
+"""A :class:`~evalsuite.analysis.report.Report` as text: markdown, CSV, JSON (docs/report-schema.md) or HTML
+(a self-contained page, :mod:`evalsuite.analysis.html`).
 
 The build-setting columns come from the variant kinds of the rows shown (``per-chan`` and ``7-bit`` for
 dynamic int8, and whatever a new kind declares), so a new kind needs no change here.
@@ -6,7 +7,6 @@ dynamic int8, and whatever a new kind declares), so a new kind needs no change h
 
 from __future__ import annotations
 
-import html
 import json
 from typing import TYPE_CHECKING, Literal
 
@@ -42,10 +42,8 @@ def sweep_tables(report: SweepReport) -> list[TextTable]:
     return tables
 
 
-
-
-def render(report: Report, fmt: Format, digits: int = 4) -> str:
-    """The report as markdown, CSV, JSON or HTML text."""
+def render(report: Report, fmt: Format, digits: int = 4, command: str = "") -> str:
+    """The report as markdown, CSV, JSON or a self-contained HTML page (``command``: the one that asked for the page)."""
     if fmt == "md":
         return to_markdown(report, digits)
     if fmt == "csv":
@@ -53,7 +51,9 @@ def render(report: Report, fmt: Format, digits: int = 4) -> str:
     if fmt == "json":
         return json.dumps(to_dict(report), indent=1) + "\n"
     if fmt == "html":
-        return to_html(report, digits)
+        from evalsuite.analysis.html import to_html_page
+
+        return to_html_page(report, command=command, digits=digits)
     raise EvalsuiteError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
@@ -125,20 +125,6 @@ def to_markdown(report: Report, digits: int = 4) -> str:
         notes[-1] = notes[-1].replace(f"Recommended: {report.recommended}", f"Recommended: **{report.recommended}**", 1)
     table = TextTable("", header, rows, left=2 + len(setting_columns(report)))
     return "\n".join([tables.to_markdown(table), "", *notes]) + "\n"
-
-
-def to_html(report: Report, digits: int = 4) -> str:
-    """A static HTML page: the table and its footnotes, no scripts."""
-    header, rows = display_rows(report, digits)
-    import pandas as pd
-
-    table = pd.DataFrame(rows, columns=header).to_html(index=False, border=0, escape=True, classes="evalsuite")
-    notes = "\n".join(f"<p>{html.escape(n)}</p>" for n in [*footnotes(report), *report.notes])
-    title = html.escape(f"{report.model_id}: ONNX variants vs Float32")
-    style = ("body{font-family:sans-serif}table{border-collapse:collapse}th,td{padding:3px 8px;border-bottom:1px solid #ddd;"
-             "text-align:right}th:nth-child(-n+4),td:nth-child(-n+4){text-align:left}")
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>{style}</style></head>\n"
-            f"<body>\n<h1>{title}</h1>\n{table}\n{notes}\n</body></html>\n")
 
 
 def frame(report: Report) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from evalsuite.analysis.compare import VariantComparison, compare_variant
 from evalsuite.analysis.gate import GateConfig, Verdict, judge
+from evalsuite.analysis.provenance import Provenance, provenance
 from evalsuite.analysis.stats import pair
 from evalsuite.bench.schema import BenchResult, bench_path, read_bench
 from evalsuite.errors import EvalsuiteError
@@ -49,6 +50,7 @@ class Bench:
     batch: int
     machine: dict[str, object]
     speeds: dict[str, Speed]
+    result: BenchResult | None = None  # the whole document: every length and batch, its command
 
     def describe(self) -> str:
         return str(self.machine.get("description") or "unknown machine")
@@ -69,7 +71,7 @@ def bench_point(result: BenchResult, path: Path, length: int, batch: int) -> tup
             info = result.variants.get(m.variant)
             speeds[VariantSpec.parse(m.variant).name] = Speed(m.speedup, m.median_ms, info.size_bytes if info else None,
                                                              info.onnx_sha256 if info else None)
-    return Bench(path, used, batch, result.machine.to_dict(), speeds), notes
+    return Bench(path, used, batch, result.machine.to_dict(), speeds, result), notes
 
 
 def load_bench(path: Path | None, default: Path, cfg: GateConfig, weights_sha256: str) -> tuple[Bench | None, list[str]]:
@@ -126,6 +128,7 @@ class Report:
     recommended: str | None
     recommendation: str
     notes: tuple[str, ...]
+    provenance: Provenance | None = None
 
 
 def build_report(results_dir: Path, model: str | None = None, tasks: Iterable[str] | None = None,
@@ -157,7 +160,11 @@ def build_report(results_dir: Path, model: str | None = None, tasks: Iterable[st
     rows = [_row(data, name, cfg, bench, notes) for name in names]
     recommended, why = recommend(rows, bench, cfg)
     n_queries = {t: len(data.results[t][BASELINE.name].per_query_ndcg_at_10) for t in data.tasks}
-    return Report(data.model_id, data.model_slug, data.tasks, n_queries, rows, cfg, bench, recommended, why, tuple(notes))
+    origin = provenance(data, names, bench.result if bench else None)
+    if len(origin.machines) > 1:
+        notes.append(f"the results were computed on {len(origin.machines)} different machines: "
+                     + "; ".join(m.describe() for m in origin.machines))
+    return Report(data.model_id, data.model_slug, data.tasks, n_queries, rows, cfg, bench, recommended, why, tuple(notes), origin)
 
 
 def _row(data: ModelResults, name: str, cfg: GateConfig, bench: Bench | None, notes: list[str]) -> Row:

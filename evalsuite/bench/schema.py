@@ -32,9 +32,13 @@ class Machine:
 
     @classmethod
     def current(cls, threads: int) -> Machine:
-        info = cpu_info()
-        return cls(str(info["model"]), str(info["family_model"]), int(info["logical_cores"] or 0), dict(info["flags"]),  # type: ignore[call-overload,arg-type]
-                   bool(info["vnni"]), threads, versions()["onnxruntime"])
+        return cls.from_cpu_info(cpu_info(), threads, versions()["onnxruntime"])
+
+    @classmethod
+    def from_cpu_info(cls, info: dict[str, Any], threads: int, onnxruntime: str) -> Machine:
+        """From :func:`evalsuite.machine.cpu_info`'s dict, as stored in every result's ``machine``."""
+        return cls(str(info.get("model") or "unknown"), str(info.get("family_model") or ""), int(info.get("logical_cores") or 0),
+                   dict(info.get("flags") or {}), bool(info.get("vnni")), threads, onnxruntime)
 
     def describe(self) -> str:
         """One line for table headers: ``AMD EPYC (family 25 model 17), AVX2, no VNNI, 2 threads, onnxruntime 1.32.0``."""

@@ -15,6 +15,7 @@ from evalsuite.cli import run_cmd  # noqa: F401, I001
 from evalsuite.cli import bench_cmd, gate_cmd  # noqa: F401
 from evalsuite.cli.common import app, err
 from evalsuite.errors import EvalsuiteError
+from evalsuite.cli import export_cmd  # noqa: F401, E402, I001  registers `export` (listed last)
 
 __all__ = ["app", "main"]
 

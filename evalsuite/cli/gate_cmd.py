@@ -76,6 +76,7 @@ def report_cli(
     from evalsuite.analysis.gate import GateConfig
     from evalsuite.analysis.render import FORMATS, render
     from evalsuite.analysis.report import build_report
+    from evalsuite.cli.common import invocation
     from evalsuite.config import default_results_dir
     from evalsuite.variants import expand
 
@@ -88,7 +89,7 @@ def report_cli(
                           bench_file=bench)
     for note in report.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    text = render(report, chosen)  # type: ignore[arg-type]
+    text = render(report, chosen, command=invocation())  # type: ignore[arg-type]
     if output is None:
         print(text, end="")
     else:

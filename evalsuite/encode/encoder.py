@@ -63,17 +63,11 @@ class OnnxEncoder:
     # --- mteb EncoderProtocol -------------------------------------------------------------
     @property
     def mteb_model_meta(self) -> Any:
-        """A distinct mteb identity per variant and ONNX file, so mteb never mixes variants up."""
-        import mteb
-        from mteb.models.model_meta import ModelMeta
+        """A distinct mteb identity per variant and ONNX file, so mteb never mixes variants up (the same as an export's)."""
+        from evalsuite.results.mteb_export import variant_model_meta
 
-        name = f"{self.source.model_id}__{self.variant_name}" if "/" in self.source.model_id else f"evalsuite/{self.source.slug}__{self.variant_name}"
-        try:
-            base = mteb.get_model_meta(self.source.model_id)
-        except Exception:  # unknown to mteb's registry
-            base = ModelMeta.create_empty()
-        return base.model_copy(update={"name": name, "revision": self.artifact.sha256[:16], "loader": None,
-                                       "similarity_fn_name": "cosine", "framework": ["ONNX"]})
+        return variant_model_meta(self.source.model_id, self.source.slug, self.variant_name, self.artifact.sha256,
+                                  self.artifact.size_bytes, self.policy.key)
 
     def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str = "", hf_subset: str = "",
                prompt_type: Any = None, **kwargs: Any) -> np.ndarray:

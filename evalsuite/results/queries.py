@@ -23,6 +23,11 @@ class MissingResults(EvalsuiteError):
     """The results a comparison needs are not stored (``gate --run`` computes them)."""
 
 
+def is_model(result: RunResult, model: str) -> bool:
+    """Whether ``result`` is of ``model``: its Hub id or folder as given, its slug, or the folder's name."""
+    return result.model_id == model or result.model_slug in {model, model_slug(model), Path(model).name}
+
+
 @dataclass(frozen=True)
 class ModelResults:
     """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
@@ -65,8 +70,7 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
             raise EvalsuiteError(f"{results_dir}/ holds results of {len(slugs)} models ({', '.join(slugs)}); choose one with --model")
         slug = slugs[0]
     else:
-        wanted = {model, model_slug(model), Path(model).name}
-        matches = sorted({r.model_slug for r in everything if r.model_id == model or r.model_slug in wanted})
+        matches = sorted({r.model_slug for r in everything if is_model(r, model)})
         if not matches:
             raise MissingResults(f"no results for model {model!r} in {results_dir}/ (have: {', '.join(slugs)})")
         slug = matches[0]

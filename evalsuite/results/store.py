@@ -45,13 +45,17 @@ class ResultStore:
 
     def all(self, model_slug: str | None = None) -> Iterator[RunResult]:
         """Every readable result, sorted by path (files that are not evalsuite results are skipped)."""
+        return (result for _, result in self.items(model_slug))
+
+    def items(self, model_slug: str | None = None) -> Iterator[tuple[Path, RunResult]]:
+        """Every readable result with its file, sorted by path."""
         if not self.root.is_dir():
             return
         pattern = f"{model_slug}/*/*.json" if model_slug else "*/*/*.json"
         for path in sorted(self.root.glob(pattern)):
             result = self._read(path)
             if result is not None:
-                yield result
+                yield path, result
 
     def _read(self, path: Path) -> RunResult | None:
         """The result in ``path``, or None when it is missing, foreign or damaged (a sweep then recomputes it).

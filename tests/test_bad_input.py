@@ -23,6 +23,9 @@ import pytest
 from clirun import environment, one_problem, run
 from conftest import make_beir
 
+from evalsuite.errors import EvalsuiteError
+from evalsuite.models import read_settings
+
 
 @dataclass(frozen=True)
 class World:
@@ -102,6 +105,9 @@ OPTIONS = {
     "gate without results": (["gate", "-v", "qint8", "--results-dir", "{bad}/empty-results"], ["{bad}/empty-results"]),
     "gate config missing": (["gate", "-v", "qint8", "--config", "{bad}/missing.yaml", "--results-dir", "{results}"],
                             ["gate config not found: {bad}/missing.yaml"]),
+    "gate unknown task": (["gate", "-v", "qint8", "--tasks", "nope", "--results-dir", "{results}"], ["no Float32 result on task 'nope'"]),
+    "report unknown task": (["report", "--results-dir", "{results}", "--tasks", "scifact,nope"], ["no Float32 result on task 'nope'"]),
+    "report unknown model": (["report", "--results-dir", "{results}", "--model", "nosuch"], ["no results for model 'nosuch'"]),
     "report output suffix": (["report", "--results-dir", "{results}", "--output", "{bad}/out/table.xlsx"],
                              ["--output {bad}/out/table.xlsx: unknown suffix '.xlsx'", "or give --format"]),
     "report format": (["report", "--results-dir", "{results}", "--format", "xlsx"], ["--format must be one of md, csv, json, html, not 'xlsx'"]),
@@ -192,6 +198,16 @@ MODEL_FILES: dict[str, tuple[str, bytes, list[str]]] = {
                        ["{dir}/config_sentence_transformers.json: 'prompts' must map names to strings"]),
     "prompts not JSON": ("config_sentence_transformers.json", b'{"prompts": {"query": "q: ",}}', ["{dir}/config_sentence_transformers.json:1: invalid JSON"]),
     "weights damaged": ("model.safetensors", b"\x00" * 64, ["cannot load the model in {dir}"]),
+}
+
+# configs/models/*.yaml (read in-process: the command always uses the packaged folder): content after the model's ids
+MODEL_CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "pooling": ("pooling: avg\n", ["pooling must be one of mean, cls, max, lasttoken, not 'avg'"]),
+    "normalize": ("normalize: 'yes'\n", ["normalize must be true or false, not 'yes'"]),
+    "prefix a number": ("query_prefix: 5\n", ["query_prefix must be a string, not 5"]),
+    "max_seq_length 0": ("max_seq_length: 0\n", ["max_seq_length must be a whole number >= 1 and <= 128", "not 0"]),
+    "max_seq_length above positions": ("max_seq_length: 1000\n", ["max_seq_length is 1000, more than the model has positions for"]),
+    "unknown key": ("query_prefx: 'q: '\n", ["unknown key 'query_prefx' in model config", "did you mean 'query_prefix'"]),
 }
 
 SURROGATE = '{"_id": "1001", "title": "t", "text": "bad \\ud800 text"}'
@@ -315,6 +331,23 @@ def test_bad_task_file(case: str, world: World, tmp_path: Path) -> None:
 def test_bad_model_file(case: str, world: World, tmp_path: Path) -> None:
     folder = world.bad / f"model-{_slug(case)}"
     _expect(world, ["run", *RUN, "--model", str(folder)], MODEL_FILES[case][2], tmp_path, folder)
+
+
+@pytest.mark.parametrize("case", list(MODEL_CONFIGS))
+def test_bad_model_config(case: str, tiny_model: Path, tmp_path: Path) -> None:
+    content, texts = MODEL_CONFIGS[case]
+    file = tmp_path / "mine.yaml"
+    file.write_text(f"ids: [{json.dumps(str(tiny_model))}]\n{content}")
+    with pytest.raises(EvalsuiteError) as info:
+        read_settings(tiny_model, str(tiny_model), tmp_path)
+    assert str(info.value).startswith(f"{file}"), info.value
+    assert all(text in str(info.value) for text in texts), info.value
+
+
+def test_model_config_ids_must_be_a_list(tiny_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("ids: some/model\n")
+    with pytest.raises(EvalsuiteError, match=r"mine\.yaml: 'ids' must be a list of model ids"):
+        read_settings(tiny_model, str(tiny_model), tmp_path)
 
 
 @pytest.mark.parametrize("case", list(DATA_FILES))

@@ -6,27 +6,24 @@ interrupted by SIGINT / SIGTERM (one line: re-run the same command to resume).
 
 from __future__ import annotations
 
-from evalsuite.cli.process import reserve_standard_descriptors
+import errno
+import os
+import sys
 
-reserve_standard_descriptors()  # first: before any import opens a file that could take descriptor 1 or 2
+import typer
+from rich.markup import escape
 
-import errno  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-
-import typer  # noqa: E402
-from rich.markup import escape  # noqa: E402
-
-from evalsuite.cli import bench_cmd, gate_cmd, run_cmd  # noqa: F401,E402  registers the commands
-from evalsuite.cli.common import app, err  # noqa: E402
-from evalsuite.cli.process import INTERRUPTED, flush_streams, interrupts_raise, protect_streams  # noqa: E402
-from evalsuite.errors import EvalsuiteError, Interrupted  # noqa: E402
+from evalsuite.cli import bench_cmd, gate_cmd, run_cmd  # noqa: F401  registers the commands
+from evalsuite.cli.common import app, err
+from evalsuite.cli.process import INTERRUPTED, flush_streams, interrupts_raise, protect_streams, reserve_standard_descriptors
+from evalsuite.errors import EvalsuiteError, Interrupted
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: run the command in ``sys.argv`` and exit with its code (see the module docstring)."""
+    reserve_standard_descriptors()  # before the command opens any file that could take descriptor 1 or 2
     protect_streams()
     code = run_app()
     flush_streams()

@@ -41,11 +41,10 @@ def split_list(value: str | None, option: str) -> list[str] | None:
     return items
 
 
-def variant_names(values: list[str] | None) -> list[str] | None:
+def variant_names(values: list[str]) -> list[str]:
     """The ``--variant`` values, each checked to name something (``--variant ""`` is an error)."""
-    if values is not None:
-        for value in values:
-            split_list(value, "--variant")
+    for value in values:
+        split_list(value, "--variant")
     return values
 
 

@@ -89,7 +89,7 @@ def report_cli(
     chosen = (fmt or FORMAT_OF_SUFFIX[suffix]).lower()
     if chosen not in FORMATS:
         raise EvalsuiteError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    names = variant_names(variant)
+    names = variant_names(variant) if variant else None
     report = build_report(results_dir or default_results_dir(), model=given(model, "--model"), tasks=split_list(tasks, "--tasks"),
                           variants=[s.name for s in expand(names)] if names else None, cfg=GateConfig.load(config),
                           bench_file=bench)

@@ -106,8 +106,8 @@ def flush_streams() -> None:
 def interrupts_raise() -> Iterator[None]:
     """Inside, SIGINT and SIGTERM raise :class:`Interrupted` (Typer would turn a KeyboardInterrupt into a silent exit 130).
 
-    Further signals are ignored while the first one unwinds, so cleanup (removing temporary files) is not cut short;
-    SIGKILL still ends the process at once.
+    Once one arrived, further ones are ignored until the process ends, so that neither the cleanup (removing
+    temporary files) nor the final message is cut short by a second Ctrl-C; SIGKILL still ends it at once.
     """
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -118,6 +118,9 @@ def interrupts_raise() -> Iterator[None]:
     previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
     try:
         yield
+    except Interrupted:
+        previous.clear()  # the signals stay ignored
+        raise
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

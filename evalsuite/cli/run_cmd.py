@@ -70,7 +70,7 @@ def convert(
 
     source = resolve_model(given(model, "--model"))  # type: ignore[arg-type]
     built = []
-    for spec in expand(variant_names(variant)):  # type: ignore[arg-type]
+    for spec in expand(variant_names(variant)):
         with err.status(f"building {spec.name}"):
             art = build_variant(source, spec, cache_dir or default_cache_dir(), say)
         built.append({"variant": spec.name, "path": str(art.path), "sha256": art.sha256, "size_bytes": art.size_bytes,

@@ -72,7 +72,7 @@ def leftovers(*roots: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Slow:
-    """A task large enough that encoding takes a while (about 40 shards), and one uninterrupted run of it."""
+    """A task large enough that encoding takes a while (24 shards of 64 documents), and one uninterrupted run of it."""
 
     small: Small
     data: Path
@@ -86,7 +86,7 @@ class Slow:
 @pytest.fixture(scope="module")
 def slow(small: Small, tmp_path_factory: pytest.TempPathFactory) -> Slow:
     root = tmp_path_factory.mktemp("slow")
-    make_beir(root / "data" / "scifact", n_docs=2500, n_queries=40, seed=3)
+    make_beir(root / "data" / "scifact", n_docs=1500, n_queries=30, seed=3)
     cache, results = fresh(small, root / "reference")
     s = Slow(small, root / "data", {})
     done = subprocess.run(s.command(cache, results), capture_output=True, text=True, env=environment(), timeout=TIMEOUT)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from evalsuite.config import first_line, load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
@@ -157,52 +157,131 @@ def _download(repo_id: str) -> Path:
         raise EvalsuiteError(f"cannot get {repo_id!r} from the Hugging Face Hub ({reason[:200]}); pass a local model folder instead") from exc
 
 
+# Model types whose position ids start after the padding index (pad_token_id + 1), as RoBERTa's do.
+ROBERTA_LIKE = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"})
+POOLING_MODES: tuple[Pooling, ...] = ("mean", "cls", "max", "lasttoken")
+# The model's JSON files besides those read below: checked to parse, so a damaged one is named here, not deep in a library.
+_OTHER_JSON = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
 def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) -> EncodingSettings:
-    """Pooling, max length and normalisation from the model's files, then overrides from ``configs/models/*.yaml``."""
+    """Pooling, max length and normalisation from the model's files, then overrides from ``configs/models/*.yaml``.
+
+    Every value is checked here, where its file is known: a bad one is an error naming the file and key.
+
+    Example:
+        >>> read_settings(Path("tiny-bert"), "tiny-bert").max_seq_length  # doctest: +SKIP
+        64
+    """
+    model_config = _read_json(path / "config.json", dict) or {}
+    positions = _usable_positions(model_config, path / "config.json")
+    for name in _OTHER_JSON:
+        _read_json(path / name, dict)
     values: dict[str, object] = {}
-    st_config = _read_json(path / "sentence_bert_config.json")
-    if "max_seq_length" in st_config:
-        values["max_seq_length"] = int(st_config["max_seq_length"])
-    else:
-        model_config = _read_json(path / "config.json")
-        values["max_seq_length"] = min(int(model_config.get("max_position_embeddings", 512)), 512)
-    modules = _read_json(path / "modules.json", default=[])
+    st_file = path / "sentence_bert_config.json"
+    st_config = _read_json(st_file, dict) or {}
+    length_from = st_file if "max_seq_length" in st_config else None
+    values["max_seq_length"] = st_config["max_seq_length"] if length_from else min(positions or 512, 512)
+    modules_file = path / "modules.json"
+    modules = _read_json(modules_file, list) or []
+    for i, module in enumerate(modules):
+        if not isinstance(module, dict) or not isinstance(module.get("type", ""), str) or not isinstance(module.get("path", ""), str):
+            raise EvalsuiteError(f"{modules_file}: entry {i} must be an object with string 'type' and 'path', not {module!r:.80}")
     pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
-    pooling = _read_json(path / pooling_dir / "config.json")
+    pooling_file = path / pooling_dir / "config.json"
+    pooling = _read_json(pooling_file, dict)
     if pooling:
-        values["pooling"] = _pooling_mode(pooling, path)
+        values["pooling"] = _pooling_mode(pooling, pooling_file)
     values["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-    prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
+    prompts_file = path / "config_sentence_transformers.json"
+    prompts = (_read_json(prompts_file, dict) or {}).get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise EvalsuiteError(f"{prompts_file}: 'prompts' must map names to strings, not {prompts!r:.80}")
     values["query_prefix"] = prompts.get("query", "")
     values["document_prefix"] = prompts.get("document", prompts.get("passage", ""))
-    values.update(model_overrides(model_id, configs_dir))
+    override_file, overrides = _overrides(model_id, configs_dir)
+    values.update(overrides)
+    if "max_seq_length" in overrides:
+        length_from = override_file
+    _check_length(values["max_seq_length"], positions, length_from, path / "config.json")
     return EncodingSettings(**values)  # type: ignore[arg-type]
 
 
 def model_overrides(model_id: str, configs_dir: Path | None = None) -> dict[str, object]:
     """Settings a ``configs/models/*.yaml`` file gives for this model id (e5 needs "query: " / "passage: ")."""
+    return _overrides(model_id, configs_dir)[1]
+
+
+def _overrides(model_id: str, configs_dir: Path | None) -> tuple[Path | None, dict[str, object]]:
+    """The file of ``configs/models`` that names ``model_id`` and its checked settings, or (None, {})."""
     folder = configs_dir or packaged_dir("configs") / "models"
     allowed = list(EncodingSettings.__dataclass_fields__)
     for file in sorted(folder.glob("*.yaml")):
         doc = load_yaml_mapping(file, [*allowed, "id", "ids", "description"], "model config")
         ids = doc.get("ids", [doc.get("id")])
+        if not isinstance(ids, list):
+            raise EvalsuiteError(f"{file}: 'ids' must be a list of model ids, not {ids!r:.80}")
         if model_id in ids or Path(model_id).name in {str(i).split("/")[-1] for i in ids if i}:
-            return {k: v for k, v in doc.items() if k in allowed}
-    return {}
+            settings = {k: v for k, v in doc.items() if k in allowed}
+            _check_override_types(settings, file)
+            return file, settings
+    return None, {}
 
 
-def _pooling_mode(config: dict[str, object], path: Path) -> Pooling:
+def _check_override_types(settings: dict[str, object], file: Path) -> None:
+    for key, value in settings.items():
+        if key == "pooling" and value not in POOLING_MODES:
+            raise EvalsuiteError(f"{file}: pooling must be one of {', '.join(POOLING_MODES)}, not {value!r}")
+        if key == "normalize" and not isinstance(value, bool):
+            raise EvalsuiteError(f"{file}: normalize must be true or false, not {value!r}")
+        if key.endswith("_prefix") and not isinstance(value, str):
+            raise EvalsuiteError(f"{file}: {key} must be a string, not {value!r}")
+
+
+def _usable_positions(config: dict[str, object], file: Path) -> int | None:
+    """How many tokens the model's position embeddings allow (None when its config does not say)."""
+    positions = config.get("max_position_embeddings")
+    if positions is None:
+        return None
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+        raise EvalsuiteError(f"{file}: max_position_embeddings must be a whole number >= 1, not {positions!r}")
+    if config.get("model_type") in ROBERTA_LIKE:  # positions 0..pad_token_id are reserved
+        pad = config.get("pad_token_id", 1)
+        positions -= (pad if isinstance(pad, int) else 1) + 1
+    return positions
+
+
+def _check_length(value: object, positions: int | None, source: Path | None, config_file: Path) -> None:
+    where = f"{source}: max_seq_length" if source else "max_seq_length"
+    upper = f"<= {positions} (the position embeddings in {config_file})" if positions else "within the model's positions"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EvalsuiteError(f"{where} must be a whole number >= 1 and {upper}, not {value!r}")
+    if positions is not None and value > positions:
+        raise EvalsuiteError(f"{where} is {value}, more than the model has positions for: it must be >= 1 and {upper}")
+
+
+def _pooling_mode(config: dict[str, object], file: Path) -> Pooling:
     for key, mode in (("pooling_mode_cls_token", "cls"), ("pooling_mode_lasttoken", "lasttoken"),
                       ("pooling_mode_max_tokens", "max"), ("pooling_mode_mean_tokens", "mean")):
         if config.get(key):
             return mode  # type: ignore[return-value]
-    raise EvalsuiteError(f"{path}: pooling config names no supported mode (mean, cls, max, lasttoken)")
+    raise EvalsuiteError(f"{file}: names no supported pooling mode: set one of pooling_mode_mean_tokens, "
+                         "pooling_mode_cls_token, pooling_mode_max_tokens or pooling_mode_lasttoken to true")
 
 
-def _read_json(path: Path, default: object = None) -> dict:  # type: ignore[type-arg]
+def _read_json(path: Path, kind: type) -> Any:
+    """The JSON value in ``path`` (None when there is no such file), which must be a ``kind`` (dict or list)."""
     if not path.is_file():
-        return {} if default is None else default  # type: ignore[return-value]
+        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise EvalsuiteError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        raise EvalsuiteError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise EvalsuiteError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise EvalsuiteError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(value, kind):
+        expected = "an object" if kind is dict else "a list"
+        raise EvalsuiteError(f"{path}: must hold {expected} at the top level, not {type(value).__name__}")
+    return value

@@ -236,8 +236,8 @@ BAD_INPUTS = {
                                   "{bad}/data/scifact/qrels/test.tsv:1: expected 3 tab-separated columns"),
     "missing data folder": (["--tasks", "nfcorpus", "--data-dir", "{bad}/data"], "BEIR folder not found: {bad}/data/nfcorpus"),
     "unknown task": (["--tasks", "scifakt"], "unknown task 'scifakt'; did you mean 'SciFact'?"),
-    "bad batch order": (["--order", "shuffled", "--tasks", "{bad}/badjson"], "batch order must be 'length' or 'given'"),
-    "bad batch size": (["--batch-size", "0", "--tasks", "{bad}/badjson"], "batch sizes must be at least 1"),
+    "bad batch order": (["--order", "shuffled", "--tasks", "{bad}/badjson"], "--order must be one of length, given, not 'shuffled'"),
+    "bad batch size": (["--batch-size", "0", "--tasks", "{bad}/badjson"], "--batch-size must be a whole number >= 1, not 0"),
 }
 
 

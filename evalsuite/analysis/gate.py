@@ -76,9 +76,14 @@ class GateConfig:
         if not isinstance(self.relative, bool):
             raise EvalsuiteError(f"relative must be true or false, not {self.relative!r}")
         if not self.max_drop >= 0:  # also refuses NaN
-            raise EvalsuiteError(f"max_drop must be a number >= 0, not {self.max_drop!r}")
+            raise EvalsuiteError(f"max_drop must be a number >= 0 and < 1, not {self.max_drop!r}")
         if self.relative and self.max_drop >= 1:
-            raise EvalsuiteError(f"a relative max_drop is a fraction of Float32's NDCG@10 (0.01 = 1 %), not {self.max_drop}")
+            raise EvalsuiteError(f"a relative max_drop is a fraction of Float32's NDCG@10 (0.01 = 1 %) and must be < 1, not {self.max_drop}")
+        if self.max_drop >= 1:  # NDCG@10 lies in [0, 1]: the gate could never fail
+            raise EvalsuiteError(f"max_drop must be a number >= 0 and < 1: it is an NDCG@10 loss, and NDCG@10 lies in [0, 1], "
+                                 f"so a drop of {self.max_drop:g} can never fail (for a fraction of Float32's NDCG@10, use relative)")
+        if self.tasks is not None and not (self.tasks and all(isinstance(t, str) and t.strip() for t in self.tasks)):
+            raise EvalsuiteError(f"tasks must be a non-empty list of task names, not {list(self.tasks)!r}")
         if self.scope not in ("per-task", "mean"):
             raise EvalsuiteError(f"scope must be 'per-task' or 'mean', not {self.scope!r}")
         if self.rule not in ("point", "ci"):
@@ -98,9 +103,13 @@ class GateConfig:
             if not path.is_file():
                 return cls()
         doc = load_yaml_mapping(path, [f.name for f in dataclasses.fields(cls)], "gate config")
-        if doc.get("tasks") is not None:
-            doc["tasks"] = tuple(str(t) for t in (doc["tasks"] if isinstance(doc["tasks"], list) else [doc["tasks"]]))
-        return cls(**doc)
+        tasks = doc.get("tasks")
+        if tasks is not None:
+            doc["tasks"] = tuple(tasks) if isinstance(tasks, list) else (tasks,)
+        try:
+            return cls(**doc)
+        except EvalsuiteError as exc:  # name the file the bad value came from
+            raise EvalsuiteError(f"{path}: {exc}") from None
 
     @property
     def alpha(self) -> float:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from evalsuite.config import first_line
 from evalsuite.errors import EvalsuiteError
-from evalsuite.models import ModelSource
+from evalsuite.files import reporting_full_disk
+from evalsuite.models import ROBERTA_LIKE, ModelSource
 
 EXPORT_TOLERANCE = 1e-3
 OPSET = 17
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # (batch, length) pairs for validation, none equal to the export shape (2, 16).
 _CHECK_SHAPES = ((1, 7), (3, 61), (5, None))
-_ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"}
 
 
 def export_onnx(source: ModelSource, out: Path) -> dict[str, object]:
@@ -34,12 +34,18 @@ def export_onnx(source: ModelSource, out: Path) -> dict[str, object]:
 
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", module=r"(torch|transformers)\..*")  # tracer chatter; the check below is what counts
-    tokenizer = AutoTokenizer.from_pretrained(source.path)
-    model = AutoModel.from_pretrained(source.path, attn_implementation="eager").eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path)
+    except Exception as exc:  # transformers raises many types for a damaged or missing tokenizer file
+        raise EvalsuiteError(f"cannot load the tokenizer of {source.path}: {first_line(exc)}") from exc
+    try:
+        model = AutoModel.from_pretrained(source.path, attn_implementation="eager").eval()
+    except Exception as exc:  # damaged weights or config.json
+        raise EvalsuiteError(f"cannot load the model in {source.path}: {first_line(exc)}") from exc
     names = [n for n in _INPUTS if n in tokenizer.model_input_names]
     wrapper = _export_module(model, names)
     dummy = tokenizer(["evalsuite exports this model", "with dynamic axes"], padding=True, return_tensors="pt")
-    with torch.no_grad():
+    with torch.no_grad(), reporting_full_disk(out):
         torch.onnx.export(
             wrapper, tuple(dummy[n] for n in names), str(out), input_names=names, output_names=["last_hidden_state"],
             dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
@@ -60,7 +66,7 @@ def _export_module(model: object, names: list[str]) -> object:
     import torch
 
     config = model.config  # type: ignore[attr-defined]
-    roberta_like = config.model_type in _ROBERTA_LIKE
+    roberta_like = config.model_type in ROBERTA_LIKE
     pad = getattr(config, "pad_token_id", 1) or 1
 
     class Wrapper(torch.nn.Module):

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
+from evalsuite.errors import EvalsuiteError
 from evalsuite.ui import console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -27,10 +29,50 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 ModelSlugOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, folder or slug of the model (default: the only model in the results folder).")]
 CompareTasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated tasks to compare (default: the config's tasks, else every task with a Float32 result).")]
 GateConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Gate and statistics settings, YAML (default: configs/gate.yaml).", dir_okay=False)]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime threads, at least 1 (default: all cores).")]
 
 
-def split_list(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+def split_list(value: str | None, option: str) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None when ``option`` was not given. Given but empty (``--tasks ""``) is an error,
+    never a silent fall-back to the default."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise EvalsuiteError(f"{option} is empty ({value!r}): name at least one, or leave {option} out for the default")
+    return items
+
+
+def variant_names(values: list[str]) -> list[str]:
+    """The ``--variant`` values, each checked to name something (``--variant ""`` is an error)."""
+    for value in values:
+        split_list(value, "--variant")
+    return values
+
+
+def given(value: str | None, option: str) -> str | None:
+    """``value`` unless it is blank (``--model ""``), which is an error naming ``option``."""
+    if value is not None and not value.strip():
+        raise EvalsuiteError(f"{option} is empty: give a value, or leave {option} out for the default")
+    return value
+
+
+def at_least(minimum: int, **options: int | None) -> None:
+    """Check whole-number options, given as ``name=value`` (``batch_size`` is ``--batch-size``): each at least ``minimum``."""
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            raise EvalsuiteError(f"--{name.replace('_', '-')} must be a whole number >= {minimum}, not {value}")
+
+
+def one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise EvalsuiteError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def say(message: str, style: str = "dim") -> None:
+    """A status line on stderr (escaped: a path with brackets is not rich markup)."""
+    err.print(f"[{style}]{escape(message)}[/{style}]", highlight=False)
 
 
 def invocation() -> str:

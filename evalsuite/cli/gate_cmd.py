@@ -8,9 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt, ResultsOpt,
-                                  TasksDirOpt, app, err, split_list)
+from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt,
+                                  ResultsOpt, TasksDirOpt, app, given, say, split_list, variant_names)
 from evalsuite.errors import EvalsuiteError
+
+# Report formats by the suffix of --output; a file name without a suffix gets markdown.
+FORMAT_OF_SUFFIX = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html", "": "md"}
 
 
 @app.command(name="gate")
@@ -38,8 +41,10 @@ def gate_cli(
     from evalsuite.run import SweepConfig, run_sweep
     from evalsuite.variants import VariantSpec
 
+    model = given(model, "--model")
+    task_names = split_list(tasks, "--tasks")
     cfg = GateConfig.load(config).override(
-        max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(split_list(tasks) or ()) or None, split=split,
+        max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(task_names) if task_names else None, split=split,
         scope=None if per_task is None else ("per-task" if per_task else "mean"))
     results = results_dir or default_results_dir()
 
@@ -47,7 +52,7 @@ def gate_cli(
         sweep = SweepConfig(variants=[VariantSpec.parse(variant)], model=model or DEFAULT_MODEL,
                             tasks=list(cfg.tasks) if cfg.tasks else None, split=cfg.split, data_dir=data_dir or default_data_dir(),
                             tasks_dir=tasks_dir, cache_dir=cache_dir or default_cache_dir(), results_dir=results)
-        report = run_sweep(sweep, say=lambda m: err.print(f"[dim]{m}[/dim]", highlight=False))
+        report = run_sweep(sweep, say=say)
         return report.model_id, list(report.results)
 
     verdict = gate(variant, cfg, results, model=model, compute=compute if run_missing else None)
@@ -78,26 +83,31 @@ def report_cli(
     from evalsuite.analysis.report import build_report
     from evalsuite.cli.common import invocation
     from evalsuite.config import default_results_dir
+    from evalsuite.files import atomic_write_text, reporting_full_disk
     from evalsuite.variants import expand
 
-    by_suffix = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
-    chosen = (fmt or by_suffix.get(output.suffix.lower() if output else "", "md")).lower()
+    suffix = output.suffix.lower() if output else ""
+    if fmt is None and suffix not in FORMAT_OF_SUFFIX:
+        raise EvalsuiteError(f"--output {output}: unknown suffix {suffix!r}; name a .md, .csv, .json or .html file, or give --format")
+    chosen = (fmt or FORMAT_OF_SUFFIX[suffix]).lower()
     if chosen not in FORMATS:
         raise EvalsuiteError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    report = build_report(results_dir or default_results_dir(), model=model, tasks=split_list(tasks),
-                          variants=[s.name for s in expand(variant)] if variant else None, cfg=GateConfig.load(config).override(split=split),
+    names = variant_names(variant) if variant else None
+    report = build_report(results_dir or default_results_dir(), model=given(model, "--model"), tasks=split_list(tasks, "--tasks"),
+                          variants=[s.name for s in expand(names)] if names else None, cfg=GateConfig.load(config).override(split=split),
                           bench_file=bench)
     for note in report.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        say(f"note: {note}", "yellow")
     text = render(report, chosen, command=invocation())  # type: ignore[arg-type]
     if output is None:
         print(text, end="")
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-        err.print(f"[dim]wrote {output}[/dim]", highlight=False)
+        atomic_write_text(output, text)
+        say(f"wrote {output}")
     if plots is not None:
         from evalsuite.analysis.plots import write_plots
 
-        for path in write_plots(report, plots):
-            err.print(f"[dim]wrote {path}[/dim]", highlight=False)
+        with reporting_full_disk(plots):
+            written = write_plots(report, plots)
+        for path in written:
+            say(f"wrote {path}")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, DataOpt, JsonOpt, ModelOpt, ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, VariantOpt, app, err,
-                                  out, split_list)
+from evalsuite.cli.common import (CacheOpt, DataOpt, JsonOpt, ModelOpt, ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, ThreadsOpt,
+                                  VariantOpt, app, at_least, err, given, one_of, out, say, split_list, variant_names)
 
 
 @app.command()
@@ -21,10 +21,10 @@ def run(
     tasks_dir: TasksDirOpt = None,
     cache_dir: CacheOpt = None,
     results_dir: ResultsOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Documents per onnxruntime call.")] = 32,
-    query_batch_size: Annotated[int, typer.Option(help="Queries per call (1 = online serving).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Documents per onnxruntime call, at least 1.")] = 32,
+    query_batch_size: Annotated[int, typer.Option(help="Queries per call, at least 1 (1 = online serving).")] = 1,
     order: Annotated[str, typer.Option(help="Batch order: length (sorted, little padding) or given.")] = "length",
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")] = None,
+    threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute results even when stored ones match.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -37,16 +37,18 @@ def run(
     from evalsuite.ui import Progressbars
     from evalsuite.variants import expand
 
+    at_least(1, batch_size=batch_size, query_batch_size=query_batch_size, threads=threads)
     cfg = SweepConfig(
-        variants=expand(variant), model=model, tasks=split_list(tasks), split=split, data_dir=data_dir, tasks_dir=tasks_dir,
+        variants=expand(variant_names(variant)), model=given(model, "--model"), tasks=split_list(tasks, "--tasks"),  # type: ignore[arg-type]
+        split=split, data_dir=data_dir, tasks_dir=tasks_dir,
         cache_dir=cache_dir or default_cache_dir(), results_dir=results_dir or default_results_dir(),
-        policy=BatchPolicy(batch_size, query_batch_size, order),  # type: ignore[arg-type]
+        policy=BatchPolicy(batch_size, query_batch_size, one_of("--order", order, ("length", "given"))),  # type: ignore[arg-type]
         threads=threads, force=force,
     )
     with Progressbars(err) as bars:
         report = run_sweep(cfg, say=bars.say, progress=bars.update)
     for name, why in report.skipped.items():
-        err.print(f"[yellow]skipped {name}:[/yellow] {why}", highlight=False)
+        say(f"skipped {name}: {why}", "yellow")
     if as_json:
         print(json.dumps({"model": report.model_id, "results": report.rows(), "skipped": report.skipped}, indent=1))
     else:
@@ -67,11 +69,11 @@ def convert(
     from evalsuite.config import default_cache_dir
     from evalsuite.variants import expand
 
-    source = resolve_model(model)
+    source = resolve_model(given(model, "--model"))  # type: ignore[arg-type]
     built = []
-    for spec in expand(variant):
+    for spec in expand(variant_names(variant)):
         with err.status(f"building {spec.name}"):
-            art = build_variant(source, spec, cache_dir or default_cache_dir(), lambda m: err.print(m))
+            art = build_variant(source, spec, cache_dir or default_cache_dir(), say)
         built.append({"variant": spec.name, "path": str(art.path), "sha256": art.sha256, "size_bytes": art.size_bytes,
                       "export_max_abs_diff": art.meta.get("export_max_abs_diff")})
     if as_json:

@@ -35,7 +35,12 @@ class BeirData:
 
 
 def beir_files(folder: Path, split: str) -> dict[str, Path]:
-    corpus = next((folder / n for n in CORPUS_NAMES if (folder / n).is_file()), folder / CORPUS_NAMES[0])
+    """The three files of a BEIR folder; a folder with both ``corpus.jsonl`` and ``corpus.jsonl.gz`` is ambiguous (an error)."""
+    present = [folder / n for n in CORPUS_NAMES if (folder / n).is_file()]
+    if len(present) > 1:
+        raise EvalsuiteError(f"{folder}: holds both {' and '.join(p.name for p in present)}; "
+                             "which one is the corpus is ambiguous: remove one of them")
+    corpus = present[0] if present else folder / CORPUS_NAMES[0]
     return {"corpus": corpus, "queries": folder / "queries.jsonl", "qrels": folder / "qrels" / f"{split}.tsv"}
 
 
@@ -117,7 +122,20 @@ def _jsonl(path: Path) -> Iterator[tuple[Path, int, dict]]:  # type: ignore[type
             raise EvalsuiteError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise EvalsuiteError(f"{path}:{line_no}: expected a JSON object")
+        if "\\u" in raw:  # only a \u escape can make a lone surrogate: the bytes were checked to be UTF-8
+            _check_unicode(row, path, line_no)
         yield path, line_no, row
+
+
+def _check_unicode(row: dict, path: Path, line: int) -> None:  # type: ignore[type-arg]
+    """A lone surrogate (``"\\ud800"``) is valid JSON but not text: no tokenizer can encode it."""
+    for key, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EvalsuiteError(f"{path}:{line}: {key!r} holds a lone surrogate \\u{ord(value[exc.start]):04x} "
+                                     f"at character {exc.start + 1}, which is not valid Unicode text") from None
 
 
 def _field(row: dict, key: str, path: Path, line: int) -> str:  # type: ignore[type-arg]

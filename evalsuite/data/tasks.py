@@ -69,9 +69,25 @@ def _load_dir(folder: Path) -> tuple[tuple[str, TaskSpec], ...]:
     out = []
     for file in sorted(folder.glob("**/*.yaml")):
         doc = load_yaml_mapping(file, _FIELDS, "task file", required=("name",))
+        _check_fields(doc, file)
         spec = TaskSpec(**{"mteb_name": doc["name"], **doc})
         out.append((spec.name.lower(), spec))
     return tuple(out)
+
+
+def _check_fields(doc: dict[str, Any], file: Path) -> None:
+    """Every value of a task file has the type its field needs; names and folders are non-empty text."""
+    for key, value in doc.items():
+        if key == "default":
+            if not isinstance(value, bool):
+                raise EvalsuiteError(f"{file}: 'default' must be true or false, not {value!r}")
+        elif key == "description":
+            if not isinstance(value, str):
+                raise EvalsuiteError(f"{file}: 'description' must be text, not {value!r}")
+        elif value is None and key in ("mteb_name", "beir_folder"):
+            continue  # no MTEB counterpart / no local folder
+        elif not isinstance(value, str) or not value.strip():
+            raise EvalsuiteError(f"{file}: {key!r} must be non-empty text (quote it if it looks like a number), not {value!r}")
 
 
 def find_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:

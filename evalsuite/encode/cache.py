@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalsuite.files import read_blob, write_blob
+from evalsuite.files import read_blob, remove_stale_temp_files, write_blob
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ class EmbeddingCache:
 
     def __init__(self, cache_dir: Path, onnx_sha256: str) -> None:
         self.folder = cache_dir / "embeddings" / onnx_sha256[:16]
+        if self.folder.is_dir():  # temporary files of shard writes that a killed run left behind
+            remove_stale_temp_files(self.folder)
 
     def get(self, key: str, rows: int) -> np.ndarray | None:
         """The stored float32 matrix with ``rows`` rows, or None (missing, damaged, or of another shape: removed)."""

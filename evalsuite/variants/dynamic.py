@@ -8,9 +8,11 @@ Because activation scales are computed per call, an embedding depends on the oth
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evalsuite.files import reporting_full_disk
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -35,10 +37,16 @@ class Dynamic(VariantKind):
 
         logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint to the root logger
         settings = spec.settings
-        quantize_dynamic(
-            parent, out, weight_type=QuantType.QInt8 if spec.dtype == "qint8" else QuantType.QUInt8,
-            per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-            # Fused contrib ops (BiasGelu, Attention) have no ONNX shape inference; their outputs are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
+        # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
+        local = out.with_name("parent.onnx")
+        with reporting_full_disk(out):
+            shutil.copyfile(parent, local)
+            quantize_dynamic(
+                local, out, weight_type=QuantType.QInt8 if spec.dtype == "qint8" else QuantType.QUInt8,
+                per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                # Fused contrib ops (BiasGelu, Attention) have no ONNX shape inference; their outputs are float.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        local.unlink()
         return {}

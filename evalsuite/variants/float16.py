@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evalsuite.files import reporting_full_disk
 from evalsuite.variants.registry import VariantKind, register
 
 if TYPE_CHECKING:
@@ -25,5 +26,6 @@ class Float16(VariantKind):
 
         model = OnnxModel(onnx.load(str(parent)))
         model.convert_float_to_float16(keep_io_types=True)
-        model.save_model_to_file(str(out))
+        with reporting_full_disk(out):
+            model.save_model_to_file(str(out))
         return {}

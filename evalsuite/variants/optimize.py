@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evalsuite.files import reporting_full_disk
 from evalsuite.variants.registry import VariantKind, register
 
 if TYPE_CHECKING:
@@ -35,5 +36,6 @@ class Float32(VariantKind):
             str(parent), model_type="bert", opt_level=spec.opt_level,
             num_heads=int(config.get("num_attention_heads", 0)), hidden_size=int(config.get("hidden_size", 0)),
         )
-        optimized.save_model_to_file(str(out))
+        with reporting_full_disk(out):
+            optimized.save_model_to_file(str(out))
         return {}

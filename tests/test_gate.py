@@ -19,15 +19,20 @@ from evalsuite.analysis.stats import PairedComparison
 MODEL = "org/tiny-model"
 
 
+POLICY = {"batch_size": 32, "query_batch_size": 1, "order": "length", "key": "docs32-q1-length"}
+ENCODING = {"max_seq_length": 256, "pooling": "mean", "normalize": True, "query_prefix": "", "document_prefix": ""}
+
+
 def make_result(task: str, variant: str, scores: dict[str, float], model_id: str = MODEL, weights: str = "w" * 64,
-                size: int = 1_000_000) -> RunResult:
+                size: int = 1_000_000, policy: dict[str, object] | None = None,
+                encoding: dict[str, object] | None = None) -> RunResult:
     """A stored result as `evalsuite run` writes it, with made-up per-query NDCG@10."""
     ref = TaskRef(name=task, mteb_name=task, split="test", source="local:x", fingerprint="data", n_documents=100,
                   n_queries=len(scores))
     mean = math.fsum(scores.values()) / len(scores)
     return RunResult(model_id=model_id, model_slug=model_id.replace("/", "__"), weights_sha256=weights, variant=variant,
-                     onnx_sha256=f"onnx-{variant}", onnx_size_bytes=size, task=ref, encoding={},
-                     batch_policy={"key": "docs32-q1-length"}, main_score="ndcg_at_10", ndcg_at_10=mean,
+                     onnx_sha256=f"onnx-{variant}", onnx_size_bytes=size, task=ref, encoding=encoding or ENCODING,
+                     batch_policy=policy or POLICY, main_score="ndcg_at_10", ndcg_at_10=mean,
                      scores={"ndcg_at_10": round(mean, 5)}, per_query_ndcg_at_10=scores, timings={}, versions={},
                      machine={}, created="2026-01-01T00:00:00+00:00", command="", identity=f"id-{task}-{variant}")
 
@@ -203,6 +208,32 @@ def test_stale_or_mismatched_results_are_refused(tmp_path: Path) -> None:
     store.put(make_result("SciFact", "float16", {"a": 0.5, "c": 0.4}))
     with pytest.raises(EvalsuiteError, match="different queries"):
         gate("float16", GateConfig(), tmp_path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"policy": {"batch_size": 1, "query_batch_size": 1, "order": "length", "key": "docs1-q1-length"}},
+     r"float16 and float32 on SciFact were computed under different batch policies \(float16: docs1-q1-length, "
+     r"float32: docs32-q1-length\); re-run `evalsuite run --variant float16 --batch-size 32 --query-batch-size 1 "
+     r"--order length` to evaluate it under float32's policy$"),
+    ({"policy": {"batch_size": 32, "query_batch_size": 32, "order": "length", "key": "docs32-q32-length"}},
+     r"float16: docs32-q32-length, float32: docs32-q1-length"),
+    ({"encoding": {**ENCODING, "query_prefix": "query: "}},
+     r"computed with different encoding settings \(float16 vs float32: query_prefix 'query: ' vs ''\); "
+     r"re-run `evalsuite run --variant float16`"),
+], ids=["batch size", "query batch size", "query prefix"])
+def test_results_of_another_policy_or_encoding_are_refused(tmp_path: Path, change: dict[str, dict[str, object]],
+                                                            message: str, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Equal per-query numbers, but computed under other settings: the delta would belong to no single setting."""
+    store = ResultStore(tmp_path)
+    store.put(make_result("SciFact", "float32", {"a": 0.5, "b": 0.4}))
+    store.put(make_result("SciFact", "float16", {"a": 0.5, "b": 0.4}, **change))  # type: ignore[arg-type]
+    with pytest.raises(EvalsuiteError, match=message):
+        gate("float16", GateConfig(), tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, "gate", "-v", "float16", "--results-dir", str(tmp_path))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    store.put(make_result("SciFact", "float16", {"a": 0.5, "b": 0.4}))  # refreshed under Float32's settings
+    assert gate("float16", GateConfig(), tmp_path).passed
 
 
 def test_several_models_need_a_choice(results: Path) -> None:

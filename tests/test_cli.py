@@ -18,6 +18,7 @@ from conftest import make_beir
 
 from evalsuite.build import artifact_dir, build_variant
 from evalsuite.models import ModelSource
+from evalsuite.results import ResultStore
 from evalsuite.files import atomic_write_json, sha256_file
 from evalsuite.variants import VariantSpec, named_sets
 
@@ -417,8 +418,9 @@ def test_tasks_dir_adds_a_task(tiny_model: Path, shared_cache: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     [row] = json.loads(proc.stdout)["results"]
     assert (row["task"], row["n_queries"]) == ("MyTask", 3)
-    record = json.loads((tmp_path / "r" / tiny_model.name / "MyTask" / "float32.json").read_text())
-    assert record["task"]["split"] == "dev" and sorted(record["per_query_ndcg_at_10"]) == ["q0", "q2", "q4"]
+    [record] = ResultStore(tmp_path / "r").all()
+    assert (record.task.name, record.task.split) == ("MyTask", "dev")
+    assert sorted(record.per_query_ndcg_at_10) == ["q0", "q2", "q4"]
 
 
 DEBUG_SCRIPT = """

@@ -4,11 +4,12 @@ recomputes it, changing nothing reuses it, and only the embeddings a change touc
 Nothing here knows how an identity or a cache key is hashed. A run's work is counted from outside: which results
 ``run_sweep`` computed (what ``run --json`` reports as ``reused``), whether the result file was rewritten, and the
 ``texts_encoded`` / ``texts_from_cache`` timings each result records. Each test starts from a copy of one baseline
-run (Float32 on a synthetic SciFact) made with its own copies of the tiny model and the data.
+run (Float32 on a synthetic SciFact) in its own copies of the tiny model, the data and a warm embedding cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -29,7 +30,7 @@ from evalsuite.build import artifact_dir, build_variant
 from evalsuite.encode import BatchPolicy, OnnxEncoder
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import atomic_write_json
-from evalsuite.models import ModelSource, resolve_model
+from evalsuite.models import ModelSource, model_slug, resolve_model
 from evalsuite.results import ResultStore, RunResult
 from evalsuite.run import SweepConfig, SweepReport, run_sweep
 from evalsuite.variants import BASELINE, VariantSpec, named_sets
@@ -47,20 +48,11 @@ class World:
     cache: Path
     results: Path
 
-    def copy_to(self, root: Path) -> World:
-        """The same content elsewhere (same folder names, so the same model slug and task)."""
-        new = World(root / "model" / self.model.name, root / "data", root / "cache", root / "results")
-        shutil.copytree(self.model, new.model)
-        shutil.copytree(self.data, new.data)
-        shutil.copytree(self.cache, new.cache)
-        shutil.copytree(self.results, new.results)
-        return new
-
     def result_file(self, variant: str = "float32") -> Path:
-        return self.results / self.model.name / TASK / f"{variant}.json"
+        return ResultStore(self.results).path(model_slug(str(self.model)), TASK, variant)
 
     def stored(self, variant: str = "float32") -> RunResult:
-        result = ResultStore(self.results).get(self.model.name, TASK, variant)
+        result = ResultStore(self.results).get(model_slug(str(self.model)), TASK, variant)
         assert result is not None
         return result
 
@@ -78,34 +70,48 @@ def stamp(path: Path) -> tuple[int, int, bytes]:
 
 
 @pytest.fixture(scope="module")
-def base(tiny_model: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+def warm(tiny_model: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The baseline run once: its cache holds the session's ONNX files (same weights) and the baseline embeddings."""
     root = tmp_path_factory.mktemp("identity")
     model = root / "model" / "tiny-bert"
     shutil.copytree(tiny_model, model)
-    make_beir(root / "data" / "scifact", n_docs=N_DOCS, n_queries=N_QUERIES, seed=4)
-    (root / "data" / "scifact" / "queries.jsonl").write_text(  # drop the unjudged query: every query is encoded
-        "".join(line + "\n" for line in (root / "data" / "scifact" / "queries.jsonl").read_text().splitlines()
-                if '"unjudged"' not in line))
-    # The session's ONNX files (same weights), but no embeddings: every count below starts from this run.
+    queries = make_beir(root / "data" / "scifact", n_docs=N_DOCS, n_queries=N_QUERIES, seed=4) / "queries.jsonl"
+    # Drop the unjudged query (mteb would not encode it), so every count below is documents + queries.
+    queries.write_text("".join(line + "\n" for line in queries.read_text().splitlines() if '"unjudged"' not in line))
     shutil.copytree(shared_cache, root / "cache", ignore=shutil.ignore_patterns("embeddings"))
     world = World(model, root / "data", root / "cache", root / "results")
-    report = sweep(world)
-    assert report.computed == [(TASK, "float32")]
+    assert sweep(world).computed == [(TASK, "float32")]
     timings = world.stored().timings
     assert (timings["texts_encoded"], timings["texts_from_cache"]) == (N_DOCS + N_QUERIES, 0)
     return world
 
 
+@pytest.fixture()
+def world(warm: World, tmp_path: Path) -> World:
+    """A fresh line of runs (copies of the model, the data and the warm cache) with its baseline result, made
+    from cached embeddings only. The model keeps its folder across the runs of a test: results are per model folder."""
+    new = World(tmp_path / "model" / warm.model.name, tmp_path / "data", tmp_path / "cache", tmp_path / "results")
+    shutil.copytree(warm.model, new.model)
+    shutil.copytree(warm.data, new.data)
+    shutil.copytree(warm.cache, new.cache)
+    assert sweep(new).computed == [(TASK, "float32")]
+    assert new.stored().timings["texts_from_cache"] == N_DOCS + N_QUERIES
+    return new
+
+
 # --- changing nothing reuses --------------------------------------------------------------------------------
 
-def test_unchanged_inputs_reuse_the_stored_result(base: World, tmp_path: Path) -> None:
-    """Same content in other folders: nothing is evaluated and the result file is not touched."""
-    world = base.copy_to(tmp_path)
-    before = stamp(world.result_file())
+@pytest.mark.parametrize("moved", [False, True], ids=["same folders", "same data in another folder"])
+def test_unchanged_inputs_reuse_the_stored_result(world: World, moved: bool, tmp_path: Path) -> None:
+    """Nothing is evaluated and the result file is not touched."""
+    if moved:
+        shutil.copytree(world.data, tmp_path / "elsewhere")
+        world = dataclasses.replace(world, data=tmp_path / "elsewhere")
+    before, identity = stamp(world.result_file()), world.stored().identity
     report = sweep(world)
     assert report.computed == [] and [r["reused"] for r in report.rows()] == [True]
     assert stamp(world.result_file()) == before
-    assert report.results[TASK]["float32"].identity == base.stored().identity
+    assert report.results[TASK]["float32"].identity == identity
 
 
 # --- changing anything that decides the numbers recomputes --------------------------------------------------
@@ -166,16 +172,16 @@ CHANGES: dict[str, tuple[Callable[[World], None] | None, BatchPolicy, tuple[int,
 
 
 @pytest.mark.parametrize("change", list(CHANGES))
-def test_a_change_that_decides_the_numbers_recomputes(change: str, base: World, tmp_path: Path) -> None:
+def test_a_change_that_decides_the_numbers_recomputes(change: str, world: World) -> None:
     edit, policy, from_cache = CHANGES[change]
-    world = base.copy_to(tmp_path)
+    old = world.stored()
     if edit is not None:
         edit(world)
     before = stamp(world.result_file())
     report = sweep(world, policy=policy)
     assert report.computed == [(TASK, "float32")] and [r["reused"] for r in report.rows()] == [False]
     assert stamp(world.result_file()) != before
-    new, old = world.stored(), base.stored()
+    new = world.stored()
     assert new.identity != old.identity
     # The stored record describes what changed.
     assert new.batch_policy["key"] == policy.key
@@ -229,11 +235,10 @@ def test_each_variant_has_its_own_mteb_model_meta(tiny_source: ModelSource, shar
 
 # --- gate and report never pair results of different policies ------------------------------------------------
 
-def test_gate_and_report_refuse_a_variant_and_float32_of_different_policies(base: World, tmp_path: Path,
+def test_gate_and_report_refuse_a_variant_and_float32_of_different_policies(world: World,
                                                                           monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A later run under another policy re-evaluates Float32 and leaves other variants' results as they were."""
-    world = base.copy_to(tmp_path)
     sweep(world, ("qint8",))
     sweep(world, ("float16",), BatchPolicy(batch_size=1))  # Float32 now docs1; qint8 stays docs32
     assert world.stored().batch_policy["key"] == "docs1-q1-length" == world.stored("float16").batch_policy["key"]
@@ -258,8 +263,7 @@ def test_gate_and_report_refuse_a_variant_and_float32_of_different_policies(base
     assert gate("qint8", GateConfig(max_drop=0.5), world.results).checks[0].comparison.n_queries == N_QUERIES
 
 
-def test_gate_refuses_a_variant_and_float32_of_different_encoding_settings(base: World, tmp_path: Path) -> None:
-    world = base.copy_to(tmp_path)
+def test_gate_refuses_a_variant_and_float32_of_different_encoding_settings(world: World) -> None:
     sweep(world, ("float16",))
     _change_max_seq_length(world)
     sweep(world)  # Float32 again, now with max_seq_length 16; float16 keeps 64

@@ -311,11 +311,15 @@ def test_cli_bench_json(tiny_model: Path, shared_cache: Path, tmp_path: Path) ->
     (["--lengths", "8,512"], "max_seq_length"),
     (["--format", "html"], "--format"),
 ])
-def test_cli_bench_bad_input(tiny_model: Path, tmp_path: Path, args: list[str], message: str) -> None:
-    from typer.testing import CliRunner
+def test_cli_bench_bad_input(tiny_model: Path, tmp_path: Path, args: list[str], message: str,
+                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the console entry point: exit code 2, one ``error:`` line on stderr naming the option, nothing on
+    stdout, no bench file written."""
+    from test_gate import run_cli
 
-    from evalsuite.cli import app
-
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_model), "--cache-dir", str(tmp_path), *args])
-    assert isinstance(result.exception, EvalsuiteError) and message in str(result.exception)
-    assert "\n" not in str(result.exception)
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "--model", str(tiny_model), "--cache-dir", str(tmp_path / "cache"),
+                             "--results-dir", str(tmp_path / "results"), "--no-memory", *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err and "EVALSUITE_DEBUG" not in err  # a user error, not an unexpected exception
+    assert not (tmp_path / "results").exists()

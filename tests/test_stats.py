@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -86,17 +87,44 @@ def test_macro_bootstrap_matches_normal_theory() -> None:
     assert high == pytest.approx(center + 1.959964 * se, abs=0.1 * se)
 
 
-def test_macro_with_one_task_is_the_single_task_statistic() -> None:
-    d = np.random.default_rng(9).normal(0.0, 0.1, 60)
-    assert stats.macro_bootstrap_ci([d], seed=4) == stats.bootstrap_ci(d, seed=4)
-    assert stats.macro_randomization_test([d], seed=4) == stats.randomization_test(d, seed=4)
+def _exact_bootstrap_quantile(groups: list[list[float]], q: float) -> float:
+    """The q-quantile of the exact stratified bootstrap distribution of the macro mean, by enumeration: every
+    tuple of indices drawn with replacement within each task, all equally likely."""
+    per_task = [np.array([np.mean([g[i] for i in idx]) for idx in itertools.product(range(len(g)), repeat=len(g))])
+                for g in groups]
+    macro = functools.reduce(np.add.outer, per_task).ravel() / len(groups)  # every combination of the tasks' means
+    values = np.sort(macro)
+    return float(values[math.ceil(q * values.size) - 1])  # smallest value whose CDF reaches q
 
 
-def test_blocks_do_not_change_the_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stats, "_CHUNK", 3)  # one resample per block
-    assert stats.bootstrap_ci([0.0, 1.0], confidence=0.4, n_resamples=2000) == (0.5, 0.5)
-    d = np.full(20, 0.1)  # Monte Carlo (2**20 > B); only the all-equal sign vectors reach |S|: p ~ 1 / 2**19
-    assert stats.randomization_test(d, n_resamples=500) == pytest.approx(1 / 501)
+BOOTSTRAP_CASES = {"one task": [[0.0, 0.1, 0.3, 0.7, 1.5]], "two tasks": [[0.0, 0.2, 1.0], [-0.5, 0.1, 0.3, 0.9]]}
+
+
+@pytest.mark.parametrize("chunk", [stats._CHUNK, 20], ids=["one block", "blocks of 4 to 6 resamples"])
+@pytest.mark.parametrize("case", list(BOOTSTRAP_CASES))
+def test_bootstrap_ci_matches_the_exact_bootstrap_distribution(case: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against full enumeration (3,125 and 6,912 equally likely resamples), with the draws made in one block or in
+    blocks of 4 to 6 resamples (20 // n; the last block partial). With B = 100,001 the sample quantile at 2.5% lies
+    between the exact 2.3% and 2.7% quantiles (4 standard errors of the empirical CDF)."""
+    monkeypatch.setattr(stats, "_CHUNK", chunk)
+    groups = BOOTSTRAP_CASES[case]
+    low, high = stats.macro_bootstrap_ci(groups, n_resamples=100_001, seed=3)
+    assert _exact_bootstrap_quantile(groups, 0.023) <= low <= _exact_bootstrap_quantile(groups, 0.027)
+    assert _exact_bootstrap_quantile(groups, 0.973) <= high <= _exact_bootstrap_quantile(groups, 0.977)
+    if len(groups) == 1:
+        assert stats.bootstrap_ci(groups[0], n_resamples=100_001, seed=3) == (low, high)
+
+
+@pytest.mark.parametrize("chunk", [stats._CHUNK, 7], ids=["one block", "one draw per block"])
+def test_monte_carlo_randomization_matches_the_exact_p_value(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """12 non-zero deltas and B = 3,000 < 2**12: Monte Carlo, here against all 4,096 sign vectors by brute force.
+    Its standard error is about 0.0085, so 0.04 is 4.7 of them."""
+    monkeypatch.setattr(stats, "_CHUNK", chunk)  # 7 // 12 = 0: one sign vector per block
+    d = np.round(np.random.default_rng(2).normal(0.03, 0.1, 12), 3)
+    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=12)))
+    exact = float(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-12))
+    assert 0.2 < exact < 0.4  # far from 0 and 1, where a broken sampler is easy to miss
+    assert stats.randomization_test(d, n_resamples=3000, seed=1) == pytest.approx(exact, abs=0.04)
 
 
 # ---------------------------------------------------------------------------------------------------- randomization test

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from evalsuite.analysis.stats import PairedComparison, compare, pair
 from evalsuite.errors import EvalsuiteError
-from evalsuite.results import MissingResults, ModelResults
+from evalsuite.results import MissingResults, ModelResults, RunResult
 from evalsuite.variants import BASELINE, VariantSpec
 
 if TYPE_CHECKING:
@@ -45,10 +45,9 @@ def compare_variant(data: ModelResults, variant: str, cfg: GateConfig, require_a
             missing.append(task)
             continue
         base = by_variant[BASELINE.name]
-        if result.weights_sha256 != base.weights_sha256 or result.task.fingerprint != base.task.fingerprint:
-            what = "weights" if result.weights_sha256 != base.weights_sha256 else "data"
-            raise EvalsuiteError(f"{name} and float32 on {task} were computed from different {what}; "
-                                 f"re-run `evalsuite run --variant {name}` to refresh the stale result")
+        problem = mismatch(result, base)
+        if problem:
+            raise EvalsuiteError(f"{name} and float32 on {task} {problem}")
         pairs[task] = pair(result.per_query_ndcg_at_10, base.per_query_ndcg_at_10, f"{name} vs float32 on {task}")
     if missing and require_all:
         have = [v for v in data.variants() if all(v in by_v for by_v in data.results.values())]
@@ -59,3 +58,41 @@ def compare_variant(data: ModelResults, variant: str, cfg: GateConfig, require_a
     return VariantComparison(data.model_id, name, per_task, mean, tuple(missing))
 
 
+def mismatch(result: RunResult, base: RunResult) -> str | None:
+    """Why ``result`` cannot be paired with Float32's ``base`` (and how to refresh it), or None when it can.
+
+    A delta belongs to one set of inputs: the same weights and data, and the same encoding settings and batch
+    policy (int8 embeddings depend on their batch neighbours), so a variant computed under another policy than
+    Float32's is refused rather than silently compared.
+
+    Example:
+        >>> mismatch(stored["qint8"], stored["float32"])  # doctest: +SKIP
+        'were computed under different batch policies (qint8: docs1-q1-length, float32: docs32-q1-length); ...'
+    """
+    rerun = f"re-run `evalsuite run --variant {result.variant}"
+    if result.weights_sha256 != base.weights_sha256 or result.task.fingerprint != base.task.fingerprint:
+        what = "weights" if result.weights_sha256 != base.weights_sha256 else "data"
+        return f"were computed from different {what}; {rerun}` to refresh the stale result"
+    mine, theirs = _policy_key(result.batch_policy), _policy_key(base.batch_policy)
+    if mine != theirs:
+        flags = _policy_flags(base.batch_policy)
+        return (f"were computed under different batch policies ({result.variant}: {mine}, float32: {theirs}); "
+                f"{rerun}{flags}` to evaluate it under float32's policy")
+    changed = sorted(k for k in result.encoding.keys() | base.encoding.keys() if result.encoding.get(k) != base.encoding.get(k))
+    if changed:
+        shown = ", ".join(f"{k} {result.encoding.get(k)!r} vs {base.encoding.get(k)!r}" for k in changed)
+        return (f"were computed with different encoding settings ({result.variant} vs float32: {shown}); "
+                f"{rerun}` to evaluate both with the model's current settings")
+    return None
+
+
+def _policy_key(policy: dict[str, object]) -> str:
+    return str(policy.get("key") or sorted(policy.items()))
+
+
+def _policy_flags(policy: dict[str, object]) -> str:
+    """The ``evalsuite run`` options that reproduce ``policy`` (empty when the record lacks its fields)."""
+    options = (("batch_size", "--batch-size"), ("query_batch_size", "--query-batch-size"), ("order", "--order"))
+    if not all(name in policy for name, _ in options):
+        return ""
+    return "".join(f" {flag} {policy[name]}" for name, flag in options)

@@ -111,7 +111,7 @@ def resolve_model(model: str, configs_dir: Path | None = None) -> ModelSource:
 
 def _check_tokenizer(path: Path) -> None:
     """A tokenizer that can produce ids beyond the model's embedding matrix would embed garbage: refuse it."""
-    config = _read_json(path / "config.json")
+    config = _read_json(path / "config.json", dict) or {}
     rows = config.get("vocab_size")
     file = path / "tokenizer.json"
     if file.is_file():

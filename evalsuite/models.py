@@ -38,9 +38,13 @@ class EncodingSettings:
     normalize: bool = False
     query_prefix: str = ""
     document_prefix: str = ""
+    lowercase: bool = False  # sentence_bert_config.json do_lower_case: lower-case texts before tokenizing
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.lowercase:  # absent when off, so cache keys and result identities of existing models stay the same
+            del out["lowercase"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,9 @@ def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) ->
     if "max_seq_length" in st_config:
         values["max_seq_length"] = int(st_config["max_seq_length"])
     else:
-        model_config = _read_json(path / "config.json")
-        values["max_seq_length"] = min(int(model_config.get("max_position_embeddings", 512)), 512)
+        values["max_seq_length"] = _default_max_length(path)
+    if st_config.get("do_lower_case"):
+        values["lowercase"] = True
     modules = _read_json(path / "modules.json", default=[])
     pooling_dir = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
     pooling = _read_json(path / pooling_dir / "config.json")
@@ -173,10 +178,35 @@ def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) ->
         values["pooling"] = _pooling_mode(pooling, path)
     values["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
     prompts = _read_json(path / "config_sentence_transformers.json").get("prompts") or {}
-    values["query_prefix"] = prompts.get("query", "")
-    values["document_prefix"] = prompts.get("document", prompts.get("passage", ""))
+    values["query_prefix"] = prompts.get("query") or ""
+    # The first non-empty of the names documents are prompted by: an empty "document" next to an e5-style
+    # "passage" prompt must not hide it.
+    values["document_prefix"] = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
     values.update(model_overrides(model_id, configs_dir))
     return EncodingSettings(**values)  # type: ignore[arg-type]
+
+
+_ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"}
+_NO_LIMIT = 1_000_000  # transformers writes 1e30 as model_max_length for "no limit"
+
+
+def _default_max_length(path: Path) -> int:
+    """Max tokens when sentence_bert_config.json names none: sentence-transformers' choice, capped at 512.
+
+    sentence-transformers takes min(tokenizer model_max_length, max_position_embeddings). RoBERTa-like families
+    count positions from pad id + 1, so pad id + 1 positions are unusable (514 -> 512 tokens); more tokens would
+    index past the position table.
+    """
+    config = _read_json(path / "config.json")
+    positions = int(config.get("max_position_embeddings") or 512)
+    if config.get("model_type") in _ROBERTA_LIKE:
+        pad = config.get("pad_token_id")
+        positions -= (1 if pad is None else int(pad)) + 1
+    limit = min(positions, 512)
+    tokenizer_max = _read_json(path / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_max, (int, float)) and 0 < tokenizer_max < _NO_LIMIT:
+        limit = min(limit, int(tokenizer_max))
+    return limit
 
 
 def model_overrides(model_id: str, configs_dir: Path | None = None) -> dict[str, object]:

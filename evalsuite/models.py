@@ -38,9 +38,13 @@ class EncodingSettings:
     normalize: bool = False
     query_prefix: str = ""
     document_prefix: str = ""
+    lowercase: bool = False  # sentence_bert_config.json do_lower_case: lower-case texts before tokenizing
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.lowercase:  # absent when off, so cache keys and result identities of existing models stay the same
+            del out["lowercase"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,9 @@ def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) ->
     st_file = path / "sentence_bert_config.json"
     st_config = _read_json(st_file, dict) or {}
     length_from = st_file if "max_seq_length" in st_config else None
-    values["max_seq_length"] = st_config["max_seq_length"] if length_from else min(positions or 512, 512)
+    values["max_seq_length"] = st_config["max_seq_length"] if length_from else _default_max_length(path, positions)
+    if st_config.get("do_lower_case"):
+        values["lowercase"] = True
     modules_file = path / "modules.json"
     modules = _read_json(modules_file, list) or []
     for i, module in enumerate(modules):
@@ -197,14 +203,33 @@ def read_settings(path: Path, model_id: str, configs_dir: Path | None = None) ->
     prompts = (_read_json(prompts_file, dict) or {}).get("prompts") or {}
     if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
         raise EvalsuiteError(f"{prompts_file}: 'prompts' must map names to strings, not {prompts!r:.80}")
-    values["query_prefix"] = prompts.get("query", "")
-    values["document_prefix"] = prompts.get("document", prompts.get("passage", ""))
+    values["query_prefix"] = prompts.get("query") or ""
+    # The first non-empty of the names documents are prompted by: an empty "document" next to an e5-style
+    # "passage" prompt must not hide it.
+    values["document_prefix"] = next((prompts[k] for k in ("document", "passage", "corpus") if prompts.get(k)), "")
     override_file, overrides = _overrides(model_id, configs_dir)
     values.update(overrides)
     if "max_seq_length" in overrides:
         length_from = override_file
     _check_length(values["max_seq_length"], positions, length_from, path / "config.json")
     return EncodingSettings(**values)  # type: ignore[arg-type]
+
+
+_NO_LIMIT = 1_000_000  # transformers writes 1e30 as model_max_length for "no limit"
+
+
+def _default_max_length(path: Path, positions: int | None) -> int:
+    """Max tokens when sentence_bert_config.json names none: sentence-transformers' choice, capped at 512.
+
+    sentence-transformers takes min(tokenizer model_max_length, max_position_embeddings). RoBERTa-like families
+    count positions from pad id + 1, so pad id + 1 positions are unusable (514 -> 512 tokens); more tokens would
+    index past the position table.
+    """
+    limit = min(positions or 512, 512)
+    tokenizer_max = (_read_json(path / "tokenizer_config.json", dict) or {}).get("model_max_length")
+    if isinstance(tokenizer_max, (int, float)) and 0 < tokenizer_max < _NO_LIMIT:
+        limit = min(limit, int(tokenizer_max))
+    return limit
 
 
 def model_overrides(model_id: str, configs_dir: Path | None = None) -> dict[str, object]:

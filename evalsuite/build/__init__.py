@@ -2,5 +2,6 @@
 
 from evalsuite.build.artifacts import CONVERTER_VERSION, Artifact, artifact_dir, build_variant
 from evalsuite.build.export import check_onnx, export_onnx
+from evalsuite.build.graph import fused_ops
 
-__all__ = ["CONVERTER_VERSION", "Artifact", "artifact_dir", "build_variant", "check_onnx", "export_onnx"]
+__all__ = ["CONVERTER_VERSION", "Artifact", "artifact_dir", "build_variant", "check_onnx", "export_onnx", "fused_ops"]

@@ -24,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsuite.build.export import export_onnx
+from evalsuite.build.graph import artifact_fused_ops, fused_ops
 from evalsuite.files import atomic_write_json, file_lock, remove_leftovers, sha256_file, sha256_text
 from evalsuite.machine import versions
 from evalsuite.models import ModelSource
 from evalsuite.variants import VariantSpec
 
 # Bump when a change here changes the bytes of any artifact.
-CONVERTER_VERSION = "1"
+# 2: the optimizer gets every family's head count and hidden size (DistilBERT's n_heads/dim): DistilBERT's
+#    Float32 and derived files gain Attention/EmbedLayerNormalization; other families' bytes are unchanged.
+CONVERTER_VERSION = "2"
 _EXPORT = "export"  # cache name of the raw export
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,11 @@ class Artifact:
     sha256: str
     size_bytes: int
     meta: dict[str, object]
+
+    @property
+    def fused_ops(self) -> dict[str, int]:
+        """Node count per fused (onnxruntime contrib) operator type in the file, e.g. ``{"Attention": 6, ...}``."""
+        return artifact_fused_ops(self.meta, self.path)
 
 
 def build_variant(source: ModelSource, spec: VariantSpec, cache_dir: Path, progress: Say | None = None) -> Artifact:
@@ -112,6 +120,7 @@ def _commit(folder: Path, spec: VariantSpec, produce: Callable[[Path], None], st
             "size_bytes": (tmp / "model.onnx").stat().st_size,
             "build_seconds": round(time.perf_counter() - started, 2),
             "versions": versions(),
+            "fused_ops": fused_ops(tmp / "model.onnx"),
             **extra,
         }
         atomic_write_json(tmp / "meta.json", meta)

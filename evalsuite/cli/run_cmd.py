@@ -75,12 +75,15 @@ def convert(
         with err.status(f"building {spec.name}"):
             art = build_variant(source, spec, cache_dir or default_cache_dir(), say)
         built.append({"variant": spec.name, "path": str(art.path), "sha256": art.sha256, "size_bytes": art.size_bytes,
-                      "export_max_abs_diff": art.meta.get("export_max_abs_diff")})
+                      "export_max_abs_diff": art.meta.get("export_max_abs_diff"),
+                      "optimized_max_abs_diff": art.meta.get("optimized_max_abs_diff"), "fused_ops": art.fused_ops})
     if as_json:
         print(json.dumps({"model": model, "artifacts": built}, indent=1))
     else:
         for b in built:
             out.print(f"{b['variant']:<20} {b['size_bytes'] / 1e6:7.1f} MB  {b['path']}", highlight=False)
+            fused = ", ".join(f"{op} {n}" for op, n in b["fused_ops"].items()) or "none"
+            out.print(f"{'':<20} fused: {fused}", highlight=False)
 
 
 @app.command()

@@ -56,7 +56,7 @@ class OnnxEncoder:
         self.threads = threads or default_threads()
         self.progress = progress
         self.variant_name = variant_name or artifact.variant.name
-        self.tokenizer = TextTokenizer.shared(source.path, self.settings.max_seq_length)
+        self.tokenizer = TextTokenizer.shared(source.path, self.settings.max_seq_length, self.settings.lowercase)
         self._session: Any = None
         self.stats = {"texts": 0, "cached_texts": 0, "inference_s": 0.0}
 

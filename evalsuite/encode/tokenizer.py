@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,36 +31,31 @@ class TextTokenizer:
     variant of a sweep reuses the ids of a task instead of tokenizing it again (SciFact's corpus: 3 CPU-seconds).
     """
 
-    def __init__(self, model_path: Path, max_length: int) -> None:
-        from tokenizers import Tokenizer
+    def __init__(self, model_path: Path, max_length: int, lowercase: bool = False) -> None:
+        from transformers import AutoTokenizer
 
-        file = model_path / "tokenizer.json"
-        if file.is_file():
-            self._tok = Tokenizer.from_file(str(file))
-        else:  # slow-tokenizer-only models: let transformers build the fast one
-            from transformers import AutoTokenizer
+        # The Rust tokenizer transformers builds, as sentence-transformers uses it, rather than tokenizer.json read
+        # directly: transformers 5 rebuilds some families' pipelines from their vocabulary (XLM-R: WhitespaceSplit +
+        # Metaspace, not the file's normalizer), which tokenizes extra or edge whitespace differently.
+        hf = AutoTokenizer.from_pretrained(model_path)
+        self._tok = hf.backend_tokenizer
+        if lowercase:  # sentence_bert_config.json do_lower_case, applied as sentence-transformers does
+            from tokenizers import normalizers
 
-            self._tok = AutoTokenizer.from_pretrained(model_path, use_fast=True).backend_tokenizer
+            current = self._tok.normalizer
+            self._tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), *([current] if current else [])])
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=max_length)
-        self.pad_id = self._pad_id(model_path)
+        # transformers 5 no longer writes special_tokens_map.json; the pad id is the tokenizer's own.
+        self.pad_id = int(hf.pad_token_id) if hf.pad_token_id is not None else 0
         self._memo: OrderedDict[str, Tokenized] = OrderedDict()
 
-    def _pad_id(self, model_path: Path) -> int:
-        special = model_path / "special_tokens_map.json"
-        pad = "[PAD]"
-        if special.is_file():
-            value = json.loads(special.read_text(encoding="utf-8")).get("pad_token", pad)
-            pad = value["content"] if isinstance(value, dict) else value
-        pad_id = self._tok.token_to_id(pad)
-        return 0 if pad_id is None else pad_id
-
     @classmethod
-    def shared(cls, model_path: Path, max_length: int) -> TextTokenizer:
+    def shared(cls, model_path: Path, max_length: int, lowercase: bool = False) -> TextTokenizer:
         """The process-wide instance for this tokenizer folder and length (a new one if ``tokenizer.json`` changed)."""
         file = model_path / "tokenizer.json"
         stamp = (file.stat().st_mtime_ns, file.stat().st_size) if file.is_file() else None
-        return _shared_tokenizer(model_path.resolve(), max_length, stamp)
+        return _shared_tokenizer(model_path.resolve(), max_length, lowercase, stamp)
 
     def __call__(self, texts: Sequence[str]) -> Tokenized:
         key = sha256_text(*texts)
@@ -78,6 +72,6 @@ class TextTokenizer:
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_tokenizer(model_path: Path, max_length: int, stamp: tuple[int, int] | None) -> TextTokenizer:
-    return TextTokenizer(model_path, max_length)
+def _shared_tokenizer(model_path: Path, max_length: int, lowercase: bool, stamp: tuple[int, int] | None) -> TextTokenizer:
+    return TextTokenizer(model_path, max_length, lowercase)
 

@@ -70,6 +70,9 @@ class RunResult:
     schema: str = SCHEMA
     mteb_scores: dict[str, object] = field(default_factory=dict)
     tokenizer_sha256: str = ""  # of the tokenizer files (results written before it existed have none)
+    # Facts about the evaluated ONNX file, e.g. {"fused_ops": {"Attention": 6, ...}}; decided by onnx_sha256, so
+    # not part of the identity (results written before it existed have none).
+    graph: dict[str, object] = field(default_factory=dict)
 
     @property
     def spec(self) -> VariantSpec:

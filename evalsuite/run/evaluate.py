@@ -91,4 +91,5 @@ def evaluate(encoder: OnnxEncoder, lt: LoadedTask, source: ModelSource, artifact
                  "threads": encoder.threads},
         versions=versions(), machine=cpu_info(), created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         command=command, identity=ident, mteb_scores=outcome.mteb_scores, tokenizer_sha256=source.tokenizer_sha256,
+        graph={"fused_ops": artifact.fused_ops},
     )

@@ -121,6 +121,7 @@ def _check_tokenizer(path: Path) -> None:
     if file.is_file():
         from tokenizers import Tokenizer
 
+        _read_json(file, dict)  # a file that is not JSON gets the same file:line error as every other JSON file
         try:
             size = Tokenizer.from_file(str(file)).get_vocab_size(with_added_tokens=True)
         except Exception as exc:  # the Rust tokenizer raises a plain Exception for any malformed file

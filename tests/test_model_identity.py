@@ -127,7 +127,7 @@ def test_a_record_without_a_valid_checksum_is_never_used(env, tamper: str) -> No
         assert code == 2 and str(path) in err and "damaged result file" in err and "Traceback" not in err
     assert reused(env.run("--variant", "qint8")) == {"float32": True, "qint8": False}  # recomputed, not trusted
     assert env.record("qint8")["per_query_ndcg_at_10"] == honest
-    assert env.cli("gate", "--variant", "qint8", "--max-drop", "1")[0] == 0
+    assert env.cli("gate", "--variant", "qint8", "--max-drop", "0.5")[0] == 0
 
 
 def test_a_cached_embedding_shard_of_the_wrong_shape_is_recomputed(env) -> None:  # noqa: ANN001

@@ -369,4 +369,6 @@ def test_a_failed_case_changed_nothing_of_the_finished_run(world: World) -> None
     assert json.loads((world.results / files[0]).read_text())["variant"] == "float32"
 
 
-# --- identity, overwrites and tampering (issue 9, items 1-4): the lead engineer adds these cases here ---------
+# Stale reuse (changed tokenizer or config), overwrites (two folders named alike), tampering (no or a wrong
+# checksum), an unusable tokenizer and a shard of the wrong shape: tests/test_model_identity.py, with what each
+# change recomputes counted there.

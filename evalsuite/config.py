@@ -87,3 +87,11 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def invocation() -> str:
+    """The command line as typed (for results and reports), or empty when not run as ``evalsuite``."""
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in ["evalsuite", *sys.argv[1:]]) if sys.argv[0].endswith("evalsuite") else ""

@@ -244,3 +244,9 @@ def remove_stale_temp_files(folder: Path, older_than_s: float = 600.0) -> list[P
         except FileNotFoundError:  # another run removed or renamed it meanwhile
             continue
     return removed
+
+
+def path_label(folder: Path) -> str:
+    """``<name>-<8 hex of the absolute path>``: a readable name that two folders called alike never share."""
+    resolved = folder.resolve()
+    return f"{resolved.name}-{sha256_text(str(resolved))[:8]}"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from evalsuite.config import first_line, load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_file, sha256_text
+from evalsuite.files import path_label, sha256_file, sha256_text
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # The official hash of model.safetensors at HF revision 1110a243; the offline copy must match it.
@@ -90,8 +90,7 @@ def model_slug(model_id: str) -> str:
     name = model_id.rstrip("/")
     local = Path(name).expanduser()
     if local.is_dir():
-        resolved = local.resolve()
-        return f"{resolved.name}-{sha256_text(str(resolved))[:8]}"
+        return path_label(local)
     return name.replace("/", "__").replace(":", "_")
 
 

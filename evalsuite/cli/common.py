@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from evalsuite.config import invocation  # noqa: F401  re-exported for the commands
 from evalsuite.errors import EvalsuiteError
 from evalsuite.ui import console
 
@@ -73,11 +74,3 @@ def one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
 def say(message: str, style: str = "dim") -> None:
     """A status line on stderr (escaped: a path with brackets is not rich markup)."""
     err.print(f"[{style}]{escape(message)}[/{style}]", highlight=False)
-
-
-def invocation() -> str:
-    """The command line as typed (for results and reports), or empty when not run as ``evalsuite``."""
-    import shlex
-    import sys
-
-    return " ".join(shlex.quote(a) for a in ["evalsuite", *sys.argv[1:]]) if sys.argv[0].endswith("evalsuite") else ""

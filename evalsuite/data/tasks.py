@@ -19,7 +19,7 @@ from typing import Any
 
 from evalsuite.config import load_yaml_mapping, packaged_dir
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_text
+from evalsuite.files import path_label
 
 _FIELDS = ("name", "mteb_name", "split", "main_score", "beir_folder", "default", "description")
 
@@ -103,7 +103,7 @@ def find_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:
     if path.is_dir():
         # Named after the folder and its absolute path, so two folders called alike never share results.
         resolved = path.resolve()
-        return TaskSpec(name=f"{resolved.name}-{sha256_text(str(resolved))[:8]}", mteb_name=None, beir_folder=str(resolved))
+        return TaskSpec(name=path_label(resolved), mteb_name=None, beir_folder=str(resolved))
     mteb_task = _mteb_retrieval_task(name)
     if mteb_task is not None:
         meta = mteb_task.metadata

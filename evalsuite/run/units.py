@@ -8,11 +8,10 @@ it keeps what units of one process share (the model, loaded tasks, one encoder p
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from evalsuite.config import invocation
 from evalsuite.build import Artifact, build_variant
 from evalsuite.data.loading import LoadedTask, data_fingerprint, load_task
 from evalsuite.encode import OnnxEncoder
@@ -49,7 +48,7 @@ class UnitRunner:
         self._loaded: dict[str, LoadedTask] = {}
         self._encoders: dict[str, OnnxEncoder] = {}
         self._current: dict[str, str] = {}  # variant -> task it is encoding, for progress labels
-        self.command = " ".join(shlex.quote(a) for a in ["evalsuite", *sys.argv[1:]]) if sys.argv[0].endswith("evalsuite") else ""
+        self.command = invocation()
 
     def build(self, unit: WorkUnit) -> Artifact:
         spec = VariantSpec.parse(unit.variant)

@@ -21,7 +21,9 @@ TIMEOUT = 300  # seconds; a safety net only, no test asserts on time
 
 # The lines evalsuite prints while it works, before it can hit a problem (see the module docstring).
 STATUS_LINE = re.compile(r"^(exporting Float32 ONNX|building \S+|loading \S+|evaluating \S+ on \S+|"
-                         r"word_embedding_table \(.*|.*━.*)$")
+                         r"word_embedding_table \(.*|.*━.*|"
+                         # a progress bar at 0 has no bar glyph without colour, only its count and clocks
+                         r".* \d+/\d+ +[-\d:]+ +[-\d:]+)$")
 
 
 def environment(**extra: str) -> dict[str, str]:

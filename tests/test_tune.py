@@ -90,3 +90,17 @@ def test_the_winner_is_a_variant_anyone_can_use(tuned: dict, monkeypatch: pytest
     assert verdict.outcome == "pass" and verdict.reason.startswith(f"PASS: {rec}")
     assert tuned["again"].recommended.variant == rec
     assert not [m for m in tuned["said"] if m.startswith(("evaluating", "building", "exporting"))]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("sensitivity", "--variant", "float16"), "--variant float16: sensitivity ranks the nodes of a dynamic int8 variant"),
+    (("tune", "--start", ""), "--start is empty"),
+    (("tune", "--max-nodes", "0"), "--max-nodes must be a whole number >= 1, not 0"),
+    (("tune", "--rule", "median"), "--rule must be one of point, ci, not 'median'"),
+    (("tune", "--start", "qint9"), "unknown dtype 'qint9'"),
+])
+def test_bad_options_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    from tests import clirun
+
+    line = clirun.one_problem(clirun.run(*args, cwd=tmp_path))
+    assert message in line

@@ -65,7 +65,7 @@ def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[st
     settings = spec.settings
     # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
     # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
-    local = out.with_name(f"{out.stem}.parent.onnx")
+    local = out.with_name("parent.onnx")
     with reporting_full_disk(out):
         shutil.copyfile(parent, local)
         quantize_dynamic(

@@ -75,10 +75,12 @@ def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
         assert not any(q["worst_delta"] >= p["worst_delta"] and q["speedup"] >= p["speedup"] and q["size_bytes"] <= p["size_bytes"]
                        and (q["worst_delta"], q["speedup"], q["size_bytes"]) != (p["worst_delta"], p["speedup"], p["size_bytes"])
                        for q in points.values())
+    # the bench file beside tune.json is the last run's (the resumed one), and its speedups are the ones in its points
+    last = {p["variant"]: p for p in tuned["again"].to_dict()["points"]}
     bench = json.loads((results / next(results.iterdir()).name / "tune" / "bench.json").read_text())
     assert bench["schema"] == "evalsuite.bench/1" and bench["config"]["lengths"] == [16]
     assert {r["variant"] for r in bench["results"]} == {"float32", "qint8-7bit", rec}
-    assert points[rec]["speedup"] == pytest.approx(next(r["speedup"] for r in bench["results"] if r["variant"] == rec))
+    assert last[rec]["speedup"] == pytest.approx(next(r["speedup"] for r in bench["results"] if r["variant"] == rec))
 
 
 def test_the_winner_is_a_variant_anyone_can_use(tuned: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,3 +106,27 @@ def test_bad_options_are_one_line(tmp_path: Path, args: tuple[str, ...], message
 
     line = clirun.one_problem(clirun.run(*args, cwd=tmp_path))
     assert message in line
+
+
+@pytest.mark.parametrize(("remaining", "delta", "verdict"), [(0.02, -0.004, "pass"), (0.05, -0.010, "uncertain"), (0.1, -0.020, "fail")])
+def test_scaled_screen_by_hand(remaining: float, delta: float, verdict: str) -> None:
+    from evalsuite.tune.screening import ScaledScreen
+
+    result = ScaledScreen({"A": -0.04, "B": 0.01}, total_loss=0.2, max_drop=0.01)("v", remaining)
+    a, b = result.tasks
+    assert a.delta == pytest.approx(delta) and a.verdict == verdict
+    assert b.delta == 0 and b.verdict == "pass"  # a gain is never predicted to become a loss
+    assert result.verdict == verdict
+
+
+def test_front_and_recommendation_by_hand() -> None:
+    from evalsuite.tune.pareto import Point, front, recommend
+
+    fast_bad = Point("a", "a", (), "fail", -0.05, 2.0, 20)
+    good = Point("b", "a", ("n1",), "pass", -0.005, 1.8, 22)
+    worse_than_good = Point("c", "a", ("n1", "n2"), "pass", -0.006, 1.7, 24)  # slower, bigger, worse: dominated
+    exact = Point("float32", "float32", (), "pass", 0.0, 1.0, 90)
+    points = [fast_bad, good, worse_than_good, exact]
+    assert [p.variant for p in front(points)] == ["a", "b", "float32"]
+    assert recommend(points) is good
+    assert recommend([fast_bad]) is None

@@ -60,6 +60,17 @@ def md_rows(text: str) -> list[list[str]]:
 # ---------------------------------------------------------------------------------------------------- markdown
 
 
+
+def test_a_mixed_build_adds_its_float_nodes_column(results: Path) -> None:
+    write_variant(results, "qint8-7bit-xtuned1", {"SciFact": np.full(40, -0.002), "NFCorpus": np.full(30, -0.001)}, size=26_000_000)
+    rows = md_rows(render(build_report(results), "md"))
+    assert rows[0][:6] == ["Variant", "dtype", "per-chan", "7-bit", "float nodes", "opt"]
+    cells = {r[0]: r[4] for r in rows[2:]}
+    assert cells["qint8-7bit-xtuned1"] == "tuned1" and cells["qint8"] == "—" and cells["float32"] == "—"
+    doc = json.loads(render(build_report(results), "json"))
+    by_name = {r["variant"]: r for r in doc["variants"]}
+    assert by_name["qint8-7bit-xtuned1"]["float_nodes"] == "tuned1" and by_name["qint8"]["float_nodes"] is None
+
 def test_markdown_layout_and_values(results: Path) -> None:
     text = render(build_report(results), "md")
     rows = md_rows(text)

@@ -89,13 +89,15 @@ def display_rows(report: Report, digits: int = 4) -> tuple[list[str], list[list[
 
 
 def setting_columns(report: Report) -> list[Option]:
-    """The options of the kinds shown, in registry order: each is one column of the table."""
-    shown = {o.name for row in report.rows for o in row.spec.kind.options}
+    """The options of the kinds shown, in registry order: each is one column of the table. A valued option (``-x<NAME>``)
+    is a column only when a row has a value, so tables without mixed builds keep their columns."""
+    shown = {o.name for row in report.rows for o in row.spec.kind.options
+             if not o.prefix or row.spec.settings.get(o.name) != o.default}
     return [o for o in registry_options() if o.name in shown]
 
 
 def _setting(value: object) -> str:
-    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
+    return ("yes" if value else "no") if isinstance(value, bool) else DASH if value is None else str(value)
 
 
 def footnotes(report: Report) -> list[str]:

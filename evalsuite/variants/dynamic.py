@@ -3,16 +3,19 @@
 qint8 and quint8 name the weight type. ``-pc`` gives each output channel its own weight scale; ``-7bit``
 (``reduce_range``) keeps weights in 7 bits, which avoids int16 overflow in u8s8 kernels without VNNI.
 Because activation scales are computed per call, an embedding depends on the other texts of its batch.
+``-x<NAME>`` keeps the nodes listed in ``configs/mixed/<NAME>.yaml`` in float (see :mod:`float_nodes`).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
+from evalsuite.variants import float_nodes
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -29,24 +32,47 @@ class Dynamic(VariantKind):
     options = (
         Option("per_channel", "per-chan", "per-channel weight scales", {"pc": True}),
         Option("reduce_range", "7-bit", "reduce_range: 7-bit weights", {"7bit": True}),
+        float_nodes.FLOAT_NODES,
     )
+
+    def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
+        return float_nodes.key_extras(source, spec)
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint to the root logger
-        settings = spec.settings
-        # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
-        # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
-        local = out.with_name("parent.onnx")
-        with reporting_full_disk(out):
-            shutil.copyfile(parent, local)
-            quantize_dynamic(
-                local, out, weight_type=QuantType.QInt8 if spec.dtype == "qint8" else QuantType.QUInt8,
-                per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-                # Fused contrib ops (BiasGelu, Attention) have no ONNX shape inference; their outputs are float.
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-        local.unlink()
-        return {}
+        mixed = float_nodes.mixed_config(source, spec)
+        if mixed is None:
+            quantize(spec, parent, out)
+            return {}
+        graph = onnx.load(str(parent), load_external_data=False)
+        float_nodes.check_nodes(mixed, float_nodes.quantizable_nodes(graph), {n.name for n in graph.graph.node})
+        quantize(spec, parent, out, exclude=mixed.nodes)
+        return {"float_nodes": sorted(mixed.nodes)}
+
+
+def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[str] = (),
+             only: Sequence[str] | None = None) -> None:
+    """``quantize_dynamic`` with the settings of ``spec``; ``exclude`` nodes stay float, ``only`` quantizes just those.
+
+    Example:
+        >>> quantize(VariantSpec.parse("qint8-7bit"), parent, out, only=["Attention_0"])  # doctest: +SKIP
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint to the root logger
+    settings = spec.settings
+    # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
+    # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
+    local = out.with_name("parent.onnx")
+    with reporting_full_disk(out):
+        shutil.copyfile(parent, local)
+        quantize_dynamic(
+            local, out, weight_type=QuantType.QInt8 if spec.dtype == "qint8" else QuantType.QUInt8,
+            per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+            nodes_to_exclude=list(exclude), nodes_to_quantize=list(only) if only is not None else [],
+            # Fused contrib ops (BiasGelu, Attention) have no ONNX shape inference; their outputs are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    local.unlink()

@@ -1,0 +1,196 @@
+"""The tune loop: screen candidates, fall back their most harmful nodes to float, confirm with the gate, time them.
+
+1. Each start candidate (e.g. ``qint8-7bit``) and Float32 are evaluated in full (reused from the result store when
+   stored) and judged by the gate. A candidate that passes is kept as it is.
+2. A dynamic int8 candidate that fails gets its nodes ranked (:mod:`sensitivity`); tune keeps the top k in float
+   (``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``) for k = 1, 2, ... until the screen no longer
+   predicts a fail, then evaluates that build in full and judges it with the gate; on a fail it adds the next node.
+3. Float32, the start candidates and the confirmed builds are timed side by side with ``bench`` at the gate's speed
+   point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
+
+Every step is cached (artifacts, embeddings, results, rankings, config files named by their content), so an
+interrupted tune resumes where it stopped; ``budget_minutes`` stops starting new evaluations after that long.
+
+Example:
+    >>> outcome = tune(TuneConfig(starts=("qint8-7bit", "qint8"), tasks=["scifact", "nfcorpus"], data_dir=Path("beir")))  # doctest: +SKIP
+    >>> outcome.recommended.variant  # doctest: +SKIP
+    'qint8-xf1a2b3c4d'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evalsuite.analysis.gate import GateConfig, Verdict, gate
+from evalsuite.config import default_cache_dir, default_results_dir
+from evalsuite.errors import EvalsuiteError
+from evalsuite.files import sha256_text
+from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
+from evalsuite.run import SweepConfig, run_sweep
+from evalsuite.run.plan import plan
+from evalsuite.run.units import Progress
+from evalsuite.tune.sample import DEFAULT_DOCUMENTS, DEFAULT_QUERIES, TextSample, draw_sample
+from evalsuite.tune.screening import ScaledScreen, ScreenResult
+from evalsuite.tune.sensitivity import Sensitivity, rank_nodes
+from evalsuite.variants import BASELINE, VariantSpec
+from evalsuite.variants.float_nodes import MixedConfig, with_float_nodes
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What ``evalsuite tune`` was asked: start candidates, tasks, the gate, the bench point and the budget."""
+
+    starts: tuple[str, ...] = ("qint8-7bit", "qint8")
+    model: str = DEFAULT_MODEL
+    tasks: list[str] | None = None
+    data_dir: Path | None = None
+    tasks_dir: Path | None = None
+    gate: GateConfig = field(default_factory=GateConfig)
+    max_nodes: int = 8  # at most this many nodes kept in float per candidate
+    budget_minutes: float | None = None
+    bench_repeats: int = 30
+    sample_queries: int = DEFAULT_QUERIES
+    sample_documents: int = DEFAULT_DOCUMENTS
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    results_dir: Path = field(default_factory=default_results_dir)
+
+    def __post_init__(self) -> None:
+        if not self.starts:
+            raise EvalsuiteError("tune needs at least one start candidate")
+        if self.max_nodes < 1:
+            raise EvalsuiteError(f"--max-nodes must be a whole number >= 1, not {self.max_nodes}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise EvalsuiteError(f"--budget must be a number of minutes > 0, not {self.budget_minutes}")
+
+
+@dataclass
+class Build:
+    """One build tune looked at: where it came from, what the screen said, what the gate said on full results."""
+
+    variant: str
+    base: str
+    float_nodes: tuple[str, ...] = ()
+    config_file: str | None = None
+    screen: ScreenResult | None = None
+    verdict: Verdict | None = None
+    size_bytes: int | None = None
+
+
+@dataclass
+class Search:
+    """Everything the loop found, before timing: the builds, the rankings and whether the budget ran out."""
+
+    source: ModelSource
+    tasks: list[str]
+    builds: dict[str, Build]
+    rankings: dict[str, Sensitivity]
+    sample: TextSample | None
+    budget_exhausted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class _Clock:
+    def __init__(self, minutes: float | None) -> None:
+        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def out(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None) -> Search:
+    """Steps 1 and 2 of the module docstring: the builds that pass the gate on full evaluations, and the others seen."""
+    from evalsuite.build import build_variant
+
+    say = say or (lambda _m: None)
+    clock = _Clock(cfg.budget_minutes)
+    starts = [VariantSpec.parse(s) for s in cfg.starts]
+    source = resolve_model(cfg.model)
+    done = Search(source, [], {}, {}, None)
+    task_specs = plan(_sweep(cfg, BASELINE)).tasks
+
+    def evaluate(spec: VariantSpec) -> Verdict:
+        report = run_sweep(_sweep(cfg, spec), say=say, progress=progress)
+        done.tasks = list(report.results)
+        gate_cfg = cfg.gate.override(tasks=tuple(done.tasks))
+        verdict = gate(spec.name, gate_cfg, cfg.results_dir, model=report.model_id)
+        say(verdict.reason)
+        return verdict
+
+    for start in starts:
+        if clock.out():
+            done.budget_exhausted = True
+            break
+        build = Build(start.name, start.name)
+        done.builds[start.name] = build
+        build.verdict = evaluate(start)
+        build.size_bytes = build_variant(source, start, cfg.cache_dir).size_bytes
+        if build.verdict.outcome != "fail":
+            continue
+        if start.kind.name != "dynamic" or start.settings.get("float_nodes"):
+            done.notes.append(f"{start.name} fails the gate and is not a dynamic int8 base: no nodes to fall back")
+            continue
+        if done.sample is None:
+            done.sample = draw_sample(task_specs, cfg.data_dir, cfg.sample_queries, cfg.sample_documents)
+        say(f"ranking the nodes of {start.name} by sensitivity ({len(done.sample.queries) + len(done.sample.documents)} texts)")
+        ranking = rank_nodes(source, start, done.sample, cfg.cache_dir, say,
+                             None if progress is None else lambda i, n: progress(start.name, "sensitivity", i, n))
+        done.rankings[start.name] = ranking
+        _fall_back(cfg, done, start, build.verdict, ranking, evaluate, clock, say)
+    return done
+
+
+def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, base_verdict: Verdict, ranking: Sensitivity,
+               evaluate: Callable[[VariantSpec], Verdict], clock: _Clock, say: Say) -> None:
+    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate."""
+    from evalsuite.build import build_variant
+
+    deltas = {c.scope: c.comparison.mean_delta for c in base_verdict.checks if c.scope != "mean"}
+    total = sum(n.loss for n in ranking.ranked)
+    screen = ScaledScreen(deltas, total, _limit(cfg.gate, base_verdict))
+    for k in range(1, min(cfg.max_nodes, len(ranking.ranked)) + 1):
+        nodes = tuple(ranking.top(k))
+        mixed = _config(done.source, start, nodes, ranking, k)
+        spec = with_float_nodes(start, mixed.name)
+        build = Build(spec.name, start.name, nodes, f"configs/mixed/{mixed.name}.yaml")
+        build.screen = screen(spec.name, sum(n.loss for n in ranking.ranked[k:]))
+        done.builds[spec.name] = build
+        say(f"screen {spec.name} (top {k} in float): {build.screen.verdict}")
+        if build.screen.verdict == "fail":
+            continue
+        if clock.out():
+            done.budget_exhausted = True
+            done.notes.append(f"budget exhausted before {spec.name} was evaluated")
+            return
+        mixed.write()
+        build.verdict = evaluate(spec)
+        build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
+        if build.verdict.outcome != "fail":
+            return
+    done.notes.append(f"{start.name}: no build with at most {cfg.max_nodes} float nodes passed the gate")
+
+
+def _config(source: ModelSource, start: VariantSpec, nodes: tuple[str, ...], ranking: Sensitivity, k: int) -> MixedConfig:
+    """The config of ``start`` with ``nodes`` in float, named by its content (the same nodes give the same name)."""
+    name = "f" + sha256_text(source.weights_sha256, start.name, *sorted(nodes))[:8]
+    chosen = {"method": f"top {k} of the per-node sensitivity ranking of {start.name} (loss = 1 - mean cosine to Float32)",
+              "sample": ranking.sample.describe(),
+              "losses": {n.node: round(n.loss, 6) for n in ranking.ranked[:k]},
+              "tool": "evalsuite tune"}
+    return MixedConfig(name, source.model_id, source.weights_sha256, start.name, nodes, chosen)
+
+
+def _limit(gate_cfg: GateConfig, verdict: Verdict) -> float:
+    return min((c.limit for c in verdict.checks if c.decides), default=gate_cfg.max_drop)
+
+
+def _sweep(cfg: TuneConfig, spec: VariantSpec) -> SweepConfig:
+    return SweepConfig(variants=[spec], model=cfg.model, tasks=cfg.tasks, split=cfg.gate.split, data_dir=cfg.data_dir,
+                       tasks_dir=cfg.tasks_dir, cache_dir=cfg.cache_dir, results_dir=cfg.results_dir)
+
+
+__all__ = ["BASELINE", "Build", "Search", "TuneConfig", "search"]

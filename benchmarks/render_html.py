@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from evalsuite.models import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("machine", "quality", "gate", "per-query", "speed", "recommendation", "notes")
 NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:%|x)?")
@@ -196,7 +198,7 @@ def readme_png(full: Path, out: Path, height: int) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "results")
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="whose results (results/ holds more than one model)")
     ap.add_argument("--out-dir", type=Path, default=None, help="where report.html, report.pdf and page.png go (default: a temporary folder)")
     ap.add_argument("--readme-png", type=Path, default=None, help="also write the top of the page here (e.g. docs/img/report.png)")
     ap.add_argument("--readme-height", type=int, default=1480, help="pixels of the page in --readme-png (default: down to the "
@@ -209,7 +211,8 @@ def main() -> int:
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="evalsuite-page-"))
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(args.results, model=args.model)
-    command = shlex.join(["evalsuite", "report", "--format", "html", "--results-dir", os.path.relpath(args.results)])
+    command = shlex.join(["evalsuite", "report", "--format", "html", "--results-dir", os.path.relpath(args.results),
+                         "--model", args.model])
     page, md = out / "report.html", render(report, "md")
     page.write_text(render(report, "html", command=command), encoding="utf-8")
     expected = tuple(s for s in SECTIONS if s != "speed" or report.bench is not None)

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 # Importing a command module registers its commands; --help lists them in this order.
 from evalsuite.cli import run_cmd  # noqa: F401, I001
-from evalsuite.cli import bench_cmd, gate_cmd, tune_cmd  # noqa: F401
+from evalsuite.cli import bench_cmd, gate_cmd, screen_cmd, tune_cmd  # noqa: F401
 from evalsuite.cli.common import app, err
 from evalsuite.cli.process import INTERRUPTED, flush_streams, interrupts_raise, protect_streams, reserve_standard_descriptors
 from evalsuite.errors import EvalsuiteError, Interrupted

@@ -22,7 +22,7 @@ from evalsuite.variants import expand
 
 ray = pytest.importorskip("ray")
 
-from evalsuite.run.ray_executor import FAULT_ENV, RayExecutor, RayOptions  # noqa: E402
+from evalsuite.run.ray_executor import FAULT_ENV, RayExecutor, RayOptions, start_local_ray  # noqa: E402
 from evalsuite.run.shards import missing_shards, run_shard  # noqa: E402
 
 VARIANTS = ["float32", "qint8"]  # qint8: dynamic int8, activations scaled per onnxruntime call
@@ -37,11 +37,12 @@ def marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def ray_session(marker: Path):  # noqa: ANN201
+    """One local Ray cluster for the in-process tests of this module (the command-line tests start none)."""
     os.environ[FAULT_ENV] = str(marker)  # the local cluster's processes (and so its actors) inherit it at start
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start_local_ray(2)
     finally:
         del os.environ[FAULT_ENV]
     yield
@@ -75,7 +76,8 @@ def local(tiny_model: Path, data: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def on_ray(tiny_model: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepReport, Path, list[str]]:
+def on_ray(tiny_model: Path, data: Path, tmp_path_factory: pytest.TempPathFactory,
+           ray_session: None) -> tuple[SweepReport, Path, list[str]]:
     where, said = tmp_path_factory.mktemp("ray"), []
     return sweep(tiny_model, data, where, RayExecutor(RayOptions(actors=2)), said=said), where, said
 
@@ -107,6 +109,7 @@ def test_the_driver_encoded_nothing_itself(on_ray) -> None:  # noqa: ANN001
     for r in report.results["SciFact"].values():
         assert r.timings["texts_from_cache"] == r.timings["texts_encoded"] > 0
         assert r.timings["inference_s"] == 0
+    assert said.count("Ray: 2 actors x 1 onnxruntime thread on 1 node") == 1
     assert [m for m in said if "Ray actors" in m] == [f"encoding {v} on SciFact on 2 Ray actors: 5 shards, 170 texts"
                                                        for v in VARIANTS]
 
@@ -139,15 +142,15 @@ def test_rerun_reuses_every_cached_embedding(tiny_model: Path, data: Path, on_ra
     before = {p: p.stat().st_mtime_ns for p in (where / "cache" / "embeddings").rglob("*.npy")}
     said: list[str] = []
     again = sweep(tiny_model, data, where, RayExecutor(RayOptions(actors=2)), force=True, said=said)
-    assert not [m for m in said if "Ray actors" in m]  # no shard was sent anywhere
+    assert not [m for m in said if "Ray" in m]  # no shard was sent anywhere (Ray was not even needed)
     assert {p: p.stat().st_mtime_ns for p in (where / "cache" / "embeddings").rglob("*.npy")} == before
     assert_same_results(local[0], again)
     stored = sweep(tiny_model, data, where, RayExecutor(RayOptions(actors=2)))
     assert stored.computed == []
 
 
-def test_a_killed_worker_is_restarted_and_results_are_identical(tiny_model: Path, data: Path, local, marker: Path,
-                                                                tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_killed_worker_is_restarted_and_results_are_identical(tiny_model: Path, data: Path, local, marker: Path,  # noqa: ANN001
+                                                                ray_session: None, tmp_path: Path) -> None:
     marker.unlink()  # armed: the first shard any actor receives kills that actor's process
     report = sweep(tiny_model, data, tmp_path, RayExecutor(RayOptions(actors=2)))
     assert marker.exists()  # an actor did die
@@ -155,7 +158,8 @@ def test_a_killed_worker_is_restarted_and_results_are_identical(tiny_model: Path
     assert shards(tmp_path) == shards(local[1])
 
 
-def test_killed_driver_resumes_from_the_cache(tiny_model: Path, data: Path, local, tmp_path: Path) -> None:  # noqa: ANN001
+def test_killed_driver_resumes_from_the_cache(tiny_model: Path, data: Path, local, ray_session: None,  # noqa: ANN001
+                                              tmp_path: Path) -> None:
     """A driver killed after some shards were stored: the next run sends only the others."""
     sweep(tiny_model, data, tmp_path, RayExecutor(RayOptions(actors=2)))
     everything = shards(tmp_path)
@@ -199,3 +203,15 @@ def test_without_ray_installed_the_error_is_one_line(tiny_model: Path, data: Pat
     proc = run("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
                "--results-dir", tmp_path / "r", "--executor", "ray", env=env)
     assert one_problem(proc).endswith("""--executor ray needs Ray (No module named 'ray'): pip install "evalsuite[ray]\"""")
+
+
+def test_an_address_where_no_cluster_listens_is_one_line(tiny_model: Path, data: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
+               "--results-dir", tmp_path / "r", "--executor", "ray", "--address", f"127.0.0.1:{port}")
+    assert one_problem(proc).startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)")
+    assert not (tmp_path / "r").exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,14 +70,19 @@ class RayExecutor:
     def __init__(self, options: RayOptions | None = None) -> None:
         require_ray()
         self.options = options or RayOptions()
+        if self.options.address:  # before anything is built or loaded
+            _check_reachable(self.options.address)
 
     def execute(self, plan: Plan, events: Events) -> Execution:
         runner = UnitRunner(plan, events)
         for unit in plan.units:
             if unit.action == "build":
                 runner.build(unit)
-        with _cluster(self.options):
-            _ShardPool(self.options, events).run(_missing_work(runner))
+        work = _missing_work(runner)
+        first = next(work, None)
+        if first is not None:  # with everything cached, Ray is not even started
+            with _cluster(self.options):
+                _ShardPool(self.options, events).run(itertools.chain([first], work))
         return run_units(runner)
 
 
@@ -126,11 +132,17 @@ class _ShardPool:
         from ray.util import ActorPool
 
         threads = options.threads_per_actor
-        count = options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        count = options.actors or max(1, cpus // threads)
+        if count * threads > cpus:  # actors that can never be placed would wait forever
+            raise EvalsuiteError(f"--actors {count} x --threads-per-actor {threads} needs {count * threads} CPUs; "
+                                 f"the Ray cluster has {cpus}")
         worker = ray.remote(num_cpus=threads, max_restarts=RESTARTS, max_task_retries=RESTARTS)(ShardWorker)
         self.actors = [worker.remote(threads) for _ in range(count)]
         self.pool = ActorPool(self.actors)
         self.window = 2 * count
+        nodes = len(set(ray.get([a.node.remote() for a in self.actors])))
+        events.say(f"Ray: {count} actors x {threads} onnxruntime thread{'s' if threads > 1 else ''} on {nodes} node{'s' if nodes > 1 else ''}")
         self.events = events
         self.tokens = itertools.count()
         self.onnx_ref: tuple[str, Any] | None = None  # (sha256, object ref) of the variant being sent
@@ -183,6 +195,11 @@ class ShardWorker:
         self.onnx_sha256: str | None = None
         self.session: Any = None
 
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def encode(self, token: int, batches: list[tuple[np.ndarray, np.ndarray]], onnx: list[Any], onnx_sha256: str,
                pooling: str, normalize: bool) -> tuple[int, np.ndarray]:
         _fault_injection()
@@ -210,6 +227,24 @@ def _fault_injection() -> None:
     os._exit(1)  # a worker killed mid-shard, once per marker file
 
 
+QUIET = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+LOCAL_STARTS = 3  # Ray gives a new node 30 s to register; on a busy machine a second try usually makes it
+
+
+def start_local_ray(cpus: int) -> None:
+    """``ray.init`` of a local cluster with ``cpus`` CPUs, tried again when its node does not come up in time."""
+    import ray
+
+    for attempt in range(1, LOCAL_STARTS + 1):
+        try:
+            ray.init(num_cpus=cpus, **QUIET)
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == LOCAL_STARTS:
+                raise
+
+
 @contextmanager
 def _cluster(options: RayOptions) -> Iterator[None]:
     """Connected to Ray for the run: a session already open in this process, ``options.address``, or a local cluster."""
@@ -218,17 +253,27 @@ def _cluster(options: RayOptions) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
     try:
         if options.address:
-            ray.init(address=options.address, **quiet)
+            ray.init(address=options.address, **QUIET)
         else:
-            cpus = options.actors * options.threads_per_actor if options.actors else os.cpu_count()
-            ray.init(num_cpus=cpus, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+            start_local_ray(options.actors * options.threads_per_actor if options.actors else os.cpu_count() or 1)
+    except Exception as exc:  # ray.init raises plain Exception too (a node that did not register in time)
         where = f"--address {options.address}" if options.address else "a local Ray cluster"
         raise EvalsuiteError(f"{where}: cannot start or connect to Ray: {first_line(exc)}") from exc
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a ``HOST:PORT`` nothing listens on; Ray itself retries such an address for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in host:
+        return  # "auto", "ray://..." and other forms are Ray's to judge
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise EvalsuiteError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                             "start one with: ray start --head") from exc

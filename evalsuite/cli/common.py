@@ -31,6 +31,10 @@ ModelSlugOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub 
 CompareTasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated tasks to compare (default: the config's tasks, else every task with a Float32 result).")]
 GateConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Gate and statistics settings, YAML (default: configs/gate.yaml).", dir_okay=False)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime threads, at least 1 (default: all cores).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where encoding runs: local (this process) or ray (actors on a Ray cluster; pip install \"evalsuite[ray]\").")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="With --executor ray: the address of a running cluster (ray start --head prints it). Default: start a local one.", show_default=False)]
+ActorsOpt = Annotated[Optional[int], typer.Option("--actors", help="With --executor ray: encoding actors, at least 1 (default: the cluster's CPUs / --threads-per-actor).", show_default=False)]
+ActorThreadsOpt = Annotated[Optional[int], typer.Option("--threads-per-actor", help="With --executor ray: onnxruntime threads (and CPUs) per actor, at least 1 (default 1).", show_default=False)]
 
 
 def split_list(value: str | None, option: str) -> list[str] | None:
@@ -63,6 +67,20 @@ def at_least(minimum: int, **options: int | None) -> None:
     for name, value in options.items():
         if value is not None and value < minimum:
             raise EvalsuiteError(f"--{name.replace('_', '-')} must be a whole number >= {minimum}, not {value}")
+
+
+def executor_of(executor: str, address: str | None, actors: int | None, threads_per_actor: int | None) -> object | None:
+    """The executor the options name: None for the local default, a ``RayExecutor`` for ``ray`` (checked installed)."""
+    one_of("--executor", executor, ("local", "ray"))
+    at_least(1, actors=actors, threads_per_actor=threads_per_actor)
+    if executor == "local":
+        for option, value in (("--address", address), ("--actors", actors), ("--threads-per-actor", threads_per_actor)):
+            if value is not None:
+                raise EvalsuiteError(f"{option} needs --executor ray")
+        return None
+    from evalsuite.run.ray_executor import RayExecutor, RayOptions
+
+    return RayExecutor(RayOptions(given(address, "--address"), actors, threads_per_actor or 1))
 
 
 def one_of(option: str, value: str, choices: tuple[str, ...]) -> str:

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, CompareTasksOpt, DataOpt, GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt,
-                                  ResultsOpt, TasksDirOpt, app, given, say, split_list, variant_names)
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, CompareTasksOpt, DataOpt, ExecutorOpt,
+                                  GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt, ResultsOpt, TasksDirOpt, app, executor_of,
+                                  given, say, split_list, variant_names)
 from evalsuite.errors import EvalsuiteError
 
 # Report formats by the suffix of --output; a file name without a suffix gets markdown.
@@ -32,6 +33,10 @@ def gate_cli(
     data_dir: DataOpt = None,
     tasks_dir: TasksDirOpt = None,
     cache_dir: CacheOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    threads_per_actor: ActorThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pass or fail a variant against Float32: exit 0 pass (or inconclusive), 1 fail, 2 error. One line per task says why."""
@@ -47,12 +52,15 @@ def gate_cli(
         max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(task_names) if task_names else None, split=split,
         scope=None if per_task is None else ("per-task" if per_task else "mean"))
     results = results_dir or default_results_dir()
+    if executor != "local" and not run_missing:
+        raise EvalsuiteError(f"--executor {executor} needs --run (it says where missing results are computed)")
+    runs_on = executor_of(executor, address, actors, threads_per_actor)  # checked before the gate reads anything
 
     def compute() -> tuple[str, list[str]]:  # gate --run: the same run as `evalsuite run --variant V`
         sweep = SweepConfig(variants=[VariantSpec.parse(variant)], model=model or DEFAULT_MODEL,
                             tasks=list(cfg.tasks) if cfg.tasks else None, split=cfg.split, data_dir=data_dir or default_data_dir(),
                             tasks_dir=tasks_dir, cache_dir=cache_dir or default_cache_dir(), results_dir=results)
-        report = run_sweep(sweep, say=say)
+        report = run_sweep(sweep, say=say, executor=runs_on)  # type: ignore[arg-type]
         return report.model_id, list(report.results)
 
     verdict = gate(variant, cfg, results, model=model, compute=compute if run_missing else None)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, DataOpt, JsonOpt, ModelOpt, ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, ThreadsOpt,
-                                  VariantOpt, app, at_least, err, given, one_of, out, say, split_list, variant_names)
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, DataOpt, ExecutorOpt, JsonOpt, ModelOpt,
+                                  ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, ThreadsOpt, VariantOpt, app, at_least, err,
+                                  executor_of, given, one_of, out, say, split_list, variant_names)
 
 
 @app.command()
@@ -26,6 +27,10 @@ def run(
     order: Annotated[str, typer.Option(help="Batch order: length (sorted, little padding) or given.")] = "length",
     threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute results even when stored ones match.")] = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    threads_per_actor: ActorThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build each variant, evaluate it and Float32 on retrieval tasks, and print NDCG@10 and the delta per task."""
@@ -45,8 +50,9 @@ def run(
         policy=BatchPolicy(batch_size, query_batch_size, one_of("--order", order, ("length", "given"))),  # type: ignore[arg-type]
         threads=threads, force=force,
     )
+    runs_on = executor_of(executor, address, actors, threads_per_actor)
     with Progressbars(err) as bars:
-        report = run_sweep(cfg, say=bars.say, progress=bars.update)
+        report = run_sweep(cfg, say=bars.say, progress=bars.update, executor=runs_on)  # type: ignore[arg-type]
     for name, why in report.skipped.items():
         say(f"skipped {name}: {why}", "yellow")
     if as_json:

@@ -34,23 +34,29 @@ class LocalExecutor:
     """Runs every unit in this process, in plan order (the default)."""
 
     def execute(self, plan: Plan, events: Events) -> Execution:
-        runner = UnitRunner(plan, events)
-        done = Execution(runner.source.model_id, {t.name: {} for t in plan.tasks}, skipped=dict(plan.skipped))
-        for unit in plan.units:
-            if unit.action == "build":
+        return run_units(UnitRunner(plan, events))
+
+
+def run_units(runner: UnitRunner) -> Execution:
+    """Do every unit of the runner's plan in this process, in plan order (builds and results already made are reused)."""
+    plan = runner.plan
+    done = Execution(runner.source.model_id, {t.name: {} for t in plan.tasks}, skipped=dict(plan.skipped))
+    for unit in plan.units:
+        if unit.action == "build":
+            if unit.variant not in runner.artifacts:  # another executor may have built it already
                 runner.build(unit)
-                continue
-            if unit.task in done.skipped:
-                continue
-            try:
-                result, computed = runner.evaluate(unit)
-            except DataUnavailable as exc:  # malformed data is an error even in a default task
-                if plan.config.tasks is not None:
-                    raise
-                done.skipped[unit.task] = str(exc)  # type: ignore[index]
-                done.results.pop(unit.task, None)  # type: ignore[arg-type]
-                continue
-            done.results[unit.task][unit.variant] = result  # type: ignore[index]
-            if computed:
-                done.computed.append((unit.task, unit.variant))  # type: ignore[arg-type]
-        return done
+            continue
+        if unit.task in done.skipped:
+            continue
+        try:
+            result, computed = runner.evaluate(unit)
+        except DataUnavailable as exc:  # malformed data is an error even in a default task
+            if plan.config.tasks is not None:
+                raise
+            done.skipped[unit.task] = str(exc)  # type: ignore[index]
+            done.results.pop(unit.task, None)  # type: ignore[arg-type]
+            continue
+        done.results[unit.task][unit.variant] = result  # type: ignore[index]
+        if computed:
+            done.computed.append((unit.task, unit.variant))  # type: ignore[arg-type]
+    return done

@@ -70,22 +70,33 @@ class UnitRunner:
         Raises :class:`DataUnavailable` when the task's data cannot be loaded.
         """
         task = self.plan.task(unit.task)  # type: ignore[arg-type]
-        ident = self.identity(unit)
         path = self.store.path(self.source.slug, task.name, unit.variant, task.split)
         with file_lock(path):
             remove_leftovers(path)  # temporary files of runs killed while writing it
-            existing = self.store.get(self.source.slug, task.name, unit.variant, task.split)
-            if existing is not None and existing.identity == ident and not self.cfg.force:
+            existing = self.stored(unit)
+            if existing is not None:
                 return existing, False
-            if task.name not in self._loaded:
-                self.events.say(f"loading {task.name}")
-                self._loaded[task.name] = load_task(task, self.cfg.data_dir)
+            loaded = self.loaded(task.name)
             self._current[unit.variant] = task.name
             self.events.say(f"evaluating {unit.variant} on {task.name}")
-            result = evaluate(self._encoder(unit.variant), self._loaded[task.name], self.source,
-                              self.artifacts[unit.variant], ident, self.command)
+            result = evaluate(self._encoder(unit.variant), loaded, self.source, self.artifacts[unit.variant],
+                              self.identity(unit), self.command)
             self.store.put(result)
             return result, True
+
+    def stored(self, unit: WorkUnit) -> RunResult | None:
+        """The stored result of an evaluate unit when it can be reused as it is; None when it must be computed."""
+        task = self.plan.task(unit.task)  # type: ignore[arg-type]
+        existing = self.store.get(self.source.slug, task.name, unit.variant, task.split)
+        reusable = existing is not None and existing.identity == self.identity(unit) and not self.cfg.force
+        return existing if reusable else None
+
+    def loaded(self, name: str) -> LoadedTask:
+        """The task's data, loaded once per runner. Raises :class:`DataUnavailable` when it cannot be loaded."""
+        if name not in self._loaded:
+            self.events.say(f"loading {name}")
+            self._loaded[name] = load_task(self.plan.task(name), self.cfg.data_dir)
+        return self._loaded[name]
 
     def _encoder(self, variant: str) -> OnnxEncoder:
         if variant not in self._encoders:

@@ -162,7 +162,9 @@ def _read(kind: VariantKind, dtype: str, rest: list[str]) -> tuple[dict[str, Any
                 foreign = foreign or token
                 continue
             return None
-        if index <= position:
+        if index == position:  # two values of one option (-entropy and -pct)
+            raise EvalsuiteError(f"-{token} and -{rest[rest.index(token) - 1]} are alternatives; give one")
+        if index < position:
             return None
         position = index
         settings[kind.options[index].name] = kind.options[index].tokens[token]

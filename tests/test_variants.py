@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.variants import DEFAULT_OPT_LEVEL, OPT_LEVELS, VariantSpec, expand, named_sets
+from evalsuite.variants import DEFAULT_OPT_LEVEL, OPT_LEVELS, VariantSpec, expand, grammar, named_sets, variant_order
 
 NAMED_SETS = named_sets()
 DTYPES = ("float32", "float16", "qint8", "quint8")
@@ -151,3 +152,48 @@ def test_expand_errors() -> None:
         expand([" , ,", ""])
     with pytest.raises(EvalsuiteError, match="did you mean 'qint8'"):
         expand(["float32,qint9"])
+
+
+# --- valued options (a token that carries a name, e.g. ``-xtuned1``) ------------------------------------
+
+@pytest.fixture
+def valued_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throwaway kind ``vq8`` with a fixed option ``-pc`` and a valued option ``-x<NAME>``, registered for one test."""
+    from evalsuite.variants import registry
+
+    monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
+    registry.kinds()  # discover the real kinds into the copy first
+
+    @registry.register
+    class Valued(registry.VariantKind):
+        name = "valued-test"
+        dtypes = ("vq8",)
+        summary = "test kind"
+        options = (registry.Option("per_channel", "per-chan", "per-channel", {"pc": True}),
+                   registry.Option("float_nodes", "float", "nodes kept in float", prefix="x", default=None))
+
+
+def test_valued_option_round_trips(valued_kind: None) -> None:
+    spec = VariantSpec.parse("vq8-pc-xTuned1-o2")
+    assert (spec.dtype, spec.settings, spec.opt_level) == ("vq8", {"per_channel": True, "float_nodes": "tuned1"}, 2)
+    assert spec.name == "vq8-pc-xtuned1-o2"
+    assert VariantSpec.parse(spec.name) == spec == VariantSpec("vq8", {"per_channel": True, "float_nodes": "tuned1"}, 2)
+    assert VariantSpec.parse("vq8-xa").name == "vq8-xa"
+    assert VariantSpec.parse("vq8").settings == {"per_channel": False, "float_nodes": None}
+    assert "[-pc] [-x<NAME>]" in grammar() and "-x<NAME>" in grammar()
+    # the free value is not enumerated into `all`, and sorts after the default
+    assert [n for n in named_sets()["all"] if n.startswith("vq8")] == ["vq8-o0", "vq8", "vq8-o2", "vq8-o99", "vq8-pc-o0",
+                                                                      "vq8-pc", "vq8-pc-o2", "vq8-pc-o99"]
+    assert variant_order(["vq8-xb", "vq8", "vq8-xa"]) == ["vq8", "vq8-xa", "vq8-xb"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("vq8-x", "cannot parse variant 'vq8-x'"),          # a prefix with no value
+    ("vq8-xa-pc", "did you mean 'vq8-pc-xa'"),            # options in canonical order only
+    ("qint8-xa", "-xa applies to vq8 only, not qint8"),
+])
+def test_valued_option_errors(valued_kind: None, text: str, message: str) -> None:
+    with pytest.raises(EvalsuiteError, match=re.escape(message)):
+        VariantSpec.parse(text)
+    with pytest.raises(EvalsuiteError, match="float_nodes of vq8 cannot be 'a-b'"):
+        VariantSpec("vq8", {"float_nodes": "a-b"})

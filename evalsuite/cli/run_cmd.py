@@ -95,7 +95,8 @@ def variants(as_json: JsonOpt = False) -> None:
     if as_json:
         described = [{"kind": k.name, "dtypes": list(k.dtypes), "summary": k.summary,
                       "options": [{"name": o.name, "label": o.label, "help": o.help, "default": o.default,
-                                   "tokens": dict(o.tokens)} for o in k.options]} for k in kinds()]
+                                   "tokens": dict(o.tokens),
+                                   "prefix": o.prefix or None} for o in k.options]} for k in kinds()]
         print(json.dumps({"grammar": grammar(), "kinds": described, "sets": sets}, indent=1))
         return
     out.print(grammar(), highlight=False)

@@ -18,6 +18,7 @@ import functools
 import importlib
 import itertools
 import pkgutil
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 OPT_LEVELS = (0, 1, 2, 99)
 DEFAULT_OPT_LEVEL = 1
 _NOT_KINDS = {"registry", "spec"}
+_VALUE = re.compile(r"^[a-z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class Option:
         help: one line for ``evalsuite variants``.
         tokens: name token -> value, e.g. ``{"pc": True}``; a value not listed is the default.
         default: the value when no token is given (left out of the canonical name).
+        prefix: for a valued option, the token is ``prefix`` followed by the value (lower-case letters and digits),
+            e.g. prefix ``x`` reads ``-xtuned1`` as ``"tuned1"``; the value names something outside the name
+            (a file), so the kind must put what it refers to into its :meth:`VariantKind.key_extras`.
+        metavar: what the value is, for ``evalsuite variants`` (``-x<NAME>``).
     """
 
     name: str
@@ -49,14 +55,34 @@ class Option:
     help: str
     tokens: Mapping[str, object] = field(default_factory=dict)
     default: object = False
+    prefix: str = ""
+    metavar: str = "NAME"
 
     def token_for(self, value: object) -> str | None:
         """The name token for ``value`` (None for the default)."""
         if value == self.default:
             return None
-        return next(t for t, v in self.tokens.items() if v == value)
+        fixed = next((t for t, v in self.tokens.items() if v == value), None)
+        return fixed if fixed is not None else f"{self.prefix}{value}"
+
+    def read(self, token: str) -> tuple[bool, object]:
+        """``(True, value)`` when ``token`` is one of this option's tokens, else ``(False, None)``."""
+        if token in self.tokens:
+            return True, self.tokens[token]
+        if self.prefix and token.startswith(self.prefix) and _VALUE.match(token[len(self.prefix):]):
+            return True, token[len(self.prefix):]
+        return False, None
+
+    def accepts(self, value: object) -> bool:
+        return (value == self.default or value in self.tokens.values()
+                or bool(self.prefix and isinstance(value, str) and _VALUE.match(value)))
+
+    def spellings(self) -> list[str]:
+        """The tokens as ``evalsuite variants`` shows them: ``pc``, ``x<NAME>``."""
+        return [*self.tokens, *([f"{self.prefix}<{self.metavar}>"] if self.prefix else [])]
 
     def values(self) -> list[object]:
+        """The default and every fixed value (a valued option's free values are not enumerable)."""
         return [self.default, *(v for v in self.tokens.values() if v != self.default)]
 
 
@@ -97,7 +123,7 @@ class VariantKind:
         """``qint8 | quint8 [-pc] [-7bit]``: this kind's part of the name grammar."""
         parts = [" | ".join(self.dtypes)]
         for option in self.options:
-            parts.append("[-" + "|-".join(option.tokens) + "]")
+            parts.append("[-" + "|-".join(option.spellings()) + "]")
         return " ".join(parts)
 
 
@@ -141,7 +167,7 @@ def dtypes() -> list[str]:
 
 def option_owners(token: str) -> list[str]:
     """Dtypes whose kinds accept ``token`` (for "-pc applies to qint8/quint8 only")."""
-    return [d for k in kinds() if any(token in o.tokens for o in k.options) for d in k.dtypes]
+    return [d for k in kinds() if any(o.read(token)[0] for o in k.options) for d in k.dtypes]
 
 
 def options() -> list[Option]:

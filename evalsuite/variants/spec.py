@@ -33,7 +33,7 @@ def grammar() -> str:
     for kind in registry.kinds():
         lines.append(f"  {kind.grammar():<44} {kind.summary}")
     for option in registry.options():
-        tokens = "|".join(f"-{t}" for t in option.tokens)
+        tokens = "|".join(f"-{t}" for t in option.spellings())
         lines.append(f"  {tokens:<44} {option.help}")
     levels = ", ".join(map(str, OPT_LEVELS))
     lines.append(f"  {'-o<N>':<44} onnxruntime transformer-optimizer level, N in {levels} (default {DEFAULT_OPT_LEVEL})")
@@ -66,7 +66,7 @@ class VariantSpec:
                 owner = next((o for o in registry.options() if o.name == name), None)
                 token = next(iter(owner.tokens), name) if owner else name
                 raise EvalsuiteError(f"-{token} applies to {'/'.join(registry.option_owners(token))} only, not {dtype}")
-            if name in known and value != known[name].default and value not in known[name].tokens.values():
+            if name in known and not known[name].accepts(value):
                 raise EvalsuiteError(f"{name} of {dtype} cannot be {value!r}")
         if opt_level not in OPT_LEVELS:
             raise EvalsuiteError(f"optimizer level must be one of {', '.join(map(str, OPT_LEVELS))}, not {opt_level}")
@@ -133,7 +133,8 @@ class VariantSpec:
         seed = registry.named_sets()["seed"]
         kinds = registry.kinds()
         rank = seed.index(self.name) if self.name in seed else len(seed)
-        flags = "".join(str(o.values().index(v)) for o, v in zip(self.kind.options, self.settings.values(), strict=True))
+        flags = "".join(str(o.values().index(v)) if v in o.values() else f"{len(o.values())}{v}"
+                        for o, v in zip(self.kind.options, self.settings.values(), strict=True))
         return rank, kinds.index(self.kind), self.kind.dtypes.index(self.dtype), flags, self.opt_level
 
     def __str__(self) -> str:
@@ -156,7 +157,7 @@ def _read(kind: VariantKind, dtype: str, rest: list[str]) -> tuple[dict[str, Any
     position = -1
     foreign = None
     for token in rest:
-        index = next((i for i, o in enumerate(kind.options) if token in o.tokens), None)
+        index = next((i for i, o in enumerate(kind.options) if o.read(token)[0]), None)
         if index is None:
             if registry.option_owners(token):
                 foreign = foreign or token
@@ -167,7 +168,7 @@ def _read(kind: VariantKind, dtype: str, rest: list[str]) -> tuple[dict[str, Any
         if index < position:
             return None
         position = index
-        settings[kind.options[index].name] = kind.options[index].tokens[token]
+        settings[kind.options[index].name] = kind.options[index].read(token)[1]
     if foreign is not None:
         raise EvalsuiteError(f"-{foreign} applies to {'/'.join(registry.option_owners(foreign))} only, not {dtype}")
     return settings, level
@@ -182,7 +183,8 @@ def _canonical_guess(dtype: str, rest: list[str]) -> str | None:
     kind = registry.kind_of(_closest_dtype(dtype))
     if kind is None:
         return None
-    tokens = [t for o in kind.options for t in o.tokens if t in rest]
+    firsts = (next((t for t in rest if o.read(t)[0]), None) for o in kind.options)
+    tokens = [t for t in firsts if t is not None]
     levels = [t for t in rest if _LEVEL.match(t)]
     hint = "-".join([dtype if dtype in kind.dtypes else _closest_dtype(dtype), *tokens, *levels[:1]])
     try:

@@ -48,7 +48,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name", [*STATIC, *INT4, "static8-pct-qop", "int4-b128-acc1", "static8-pc-o0", "int4-b16-o99"])
+@pytest.mark.parametrize("name", [*STATIC, *INT4, "static8-pct-qop", "static8-pc-pct-qop-calmine", "int4-b128-acc1", "static8-pc-o0", "int4-b16-o99"])
 def test_names_round_trip(name: str) -> None:
     spec = VariantSpec.parse(name)
     assert spec.name == name
@@ -57,8 +57,11 @@ def test_names_round_trip(name: str) -> None:
 
 def test_settings_read_from_names() -> None:
     assert VariantSpec.parse("static8-pc-pct-qop").settings == {
-        "per_channel": True, "calibrate_method": "percentile", "quant_format": "qoperator"}
-    assert VariantSpec.parse("static8").settings == {"per_channel": False, "calibrate_method": "minmax", "quant_format": "qdq"}
+        "per_channel": True, "calibrate_method": "percentile", "quant_format": "qoperator", "calibration": "default"}
+    assert VariantSpec.parse("static8").settings == {"per_channel": False, "calibrate_method": "minmax",
+                                                     "quant_format": "qdq", "calibration": "default"}
+    assert VariantSpec.parse("static8-caldefault").name == "static8"
+    assert VariantSpec.parse("static8-pc-calmine2").settings["calibration"] == "mine2"
     assert VariantSpec.parse("int4-b16-asym-acc4").settings == {"block_size": 16, "asymmetric": True, "accuracy_level": 4}
     assert VariantSpec.parse("int4").settings == {"block_size": 32, "asymmetric": False, "accuracy_level": 0}
     assert VariantSpec.parse("int4-b32").name == "int4"  # the default block size may be named; it is left out
@@ -69,9 +72,12 @@ def test_settings_read_from_names() -> None:
     ("int4-pc", "-pc applies to qint8/quint8/static8 only"),
     ("qint8-pct", "-pct applies to static8 only"),
     ("static8-pct-pc", "did you mean 'static8-pc-pct'"),
-    ("static8-entropy-pct", "-pct and -entropy are alternatives; give one"),
+    ("static8-entropy-pct", "-entropy and -pct are alternatives; give one"),
     ("static8-pct-pc-entropy", "cannot parse"),
     ("int4-asym-b16", "did you mean 'int4-b16-asym'"),
+    ("static8-calmine-pc", "did you mean 'static8-pc-calmine'"),
+    ("static8-calA_b", "cannot parse"),
+    ("qint8-calmine", "-calmine applies to static8 only"),
 ])
 def test_bad_names(text: str, message: str) -> None:
     with pytest.raises(EvalsuiteError, match=message):
@@ -261,3 +267,34 @@ def test_bad_calibration_files(content: bytes, message: str, tmp_path, monkeypat
     monkeypatch.setattr(_calibration, "DEFAULT_FILE", tmp_path / "x.txt")
     with pytest.raises(EvalsuiteError, match=message):
         _calibration.load_calibration(None)
+
+
+def test_a_user_calibration_file_builds_its_own_variant(tiny_source, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """-cal<NAME> reads configs/calibration/<NAME>.txt of the working directory; its texts are in the cache key,
+    the built file and the artifact's meta.json, and changing the file changes all three."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "configs" / "calibration"
+    folder.mkdir(parents=True)
+    texts = _texts(20, seed=3)
+    (folder / "mine.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    spec = VariantSpec.parse("static8-pc-calmine")
+    cache = tmp_path / "cache"
+    first = build_variant(tiny_source, spec, cache)
+    default = build_variant(tiny_source, VariantSpec.parse("static8-pc"), cache)
+    digest = _calibration.Calibration("mine", folder / "mine.txt", tuple(texts)).sha256
+    assert first.meta["calibration"]["source"] == "mine" and first.meta["calibration"]["count"] == 20
+    assert first.meta["calibration"]["sha256"] == digest
+    assert default.meta["calibration"]["source"] == "default" and default.meta["calibration"]["count"] == 256
+    assert first.sha256 != default.sha256 and first.path.parent != default.path.parent
+    (folder / "mine.txt").write_text("\n".join(_texts(20, seed=4)) + "\n", encoding="utf-8")
+    second = build_variant(tiny_source, spec, cache)
+    assert second.path.parent != first.path.parent and second.sha256 != first.sha256
+    assert second.meta["calibration"]["sha256"] != digest
+    assert build_variant(tiny_source, spec, cache).path == second.path  # and it is reused
+
+
+def test_a_missing_calibration_file_names_the_path(tiny_source, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    spec = VariantSpec.parse("static8-calnothere")
+    with pytest.raises(EvalsuiteError, match=r"configs/calibration/nothere\.txt: cannot read calibration texts"):
+        build_variant(tiny_source, spec, tmp_path / "cache")

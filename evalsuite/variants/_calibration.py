@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_FILE = Path(__file__).with_name("calibration_default.txt")
 USER_DIR = Path("configs") / "calibration"  # relative to the working directory
+DEFAULT = "default"  # the packaged texts (so configs/calibration/default.txt is never read)
 _NAME = re.compile(r"^[a-z0-9]+$")
 
 
@@ -41,7 +42,7 @@ class Calibration:
     """A list of calibration texts and where they came from.
 
     Args:
-        source: ``default`` or the user's name (``-cal<name>``).
+        source: ``default`` or the user's name (``-cal<NAME>``).
         path: the file read.
         texts: one per line, in file order (the order calibration runs them in).
     """
@@ -68,14 +69,14 @@ class Calibration:
 
 def calibration_path(name: str | None) -> Path:
     """The file of a calibration source: the packaged default, or ``configs/calibration/<name>.txt``."""
-    if name is None:
+    if name in (None, DEFAULT):
         return DEFAULT_FILE
     if not _NAME.match(name):
         raise EvalsuiteError(f"calibration name {name!r} must be lower-case letters and digits")
     return USER_DIR / f"{name}.txt"
 
 
-def load_calibration(name: str | None) -> Calibration:
+def load_calibration(name: str | None = None) -> Calibration:
     """Read a calibration file; a missing file, bad UTF-8 or an empty line is one error naming the file and line."""
     path = calibration_path(name)
     try:
@@ -94,7 +95,7 @@ def load_calibration(name: str | None) -> Calibration:
             raise EvalsuiteError(f"{path}:{number}: empty line; calibration files hold one text per line")
     if not texts:
         raise EvalsuiteError(f"{path}: no calibration texts")
-    return Calibration(name or "default", path, tuple(texts))
+    return Calibration(name or DEFAULT, path, tuple(texts))
 
 
 def calibration_feeds(source: ModelSource, cal: Calibration, input_names: list[str]) -> list[dict[str, np.ndarray]]:

@@ -5,8 +5,9 @@ weights and uint8 activations whose scales were measured once, on calibration te
 dynamic quantization. An embedding therefore does not depend on its batch neighbours or on padding.
 
 Options: ``-pc`` per-channel weight scales; ``-entropy`` / ``-pct`` the Entropy or Percentile (99.999) calibrator
-instead of MinMax; ``-qop`` QOperator format (QLinearMatMul) instead of QDQ. Calibration texts: see
-:mod:`evalsuite.variants._calibration` (a packaged default, never the evaluation texts).
+instead of MinMax; ``-qop`` QOperator format (QLinearMatMul) instead of QDQ; ``-cal<NAME>`` calibrates on
+``configs/calibration/<NAME>.txt`` (working directory, one text per line) instead of the packaged default, 256
+paragraphs of Python's documentation (see :mod:`evalsuite.variants._calibration`; never the evaluation texts).
 
 How it is built (each step fixes a measured pitfall, docs/research/quantization-kinds.md):
 
@@ -24,7 +25,7 @@ How it is built (each step fixes a measured pitfall, docs/research/quantization-
 
 Example:
     >>> VariantSpec.parse("static8-pc-pct").settings  # doctest: +SKIP
-    {'per_channel': True, 'calibrate_method': 'percentile', 'quant_format': 'qdq'}
+    {'per_channel': True, 'calibrate_method': 'percentile', 'quant_format': 'qdq', 'calibration': 'default'}
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
-from evalsuite.variants._calibration import FeedReader, calibration_feeds, load_calibration
+from evalsuite.variants._calibration import DEFAULT, USER_DIR, FeedReader, calibration_feeds, load_calibration
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class StaticInt8(VariantKind):
                {"entropy": "entropy", "pct": "percentile"}, default="minmax"),
         Option("quant_format", "format", "static8 QOperator format, QLinearMatMul (default QDQ)",
                {"qop": "qoperator"}, default="qdq"),
+        Option("calibration", "calib-texts", f"static8 calibration texts {USER_DIR}/<NAME>.txt, one per line "
+               "(default: packaged prose from Python's docs)", prefix="cal", default=DEFAULT),
     )
     sets = {"static": ("static8-pc", "static8-pc-entropy", "static8-pc-pct", "static8-pc-qop", "static8")}
 
@@ -67,7 +70,8 @@ class StaticInt8(VariantKind):
 
     def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
         s = source.settings  # how calibration texts are tokenized
-        return (*load_calibration(None).identity(), str(s.max_seq_length), str(s.lowercase), s.document_prefix)
+        cal = load_calibration(spec.settings["calibration"])
+        return (*cal.identity(), str(s.max_seq_length), str(s.lowercase), s.document_prefix)
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx
@@ -75,7 +79,7 @@ class StaticInt8(VariantKind):
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         settings = spec.settings
-        cal = load_calibration(None)
+        cal = load_calibration(settings["calibration"])
         pre = out.with_name("pre.onnx")
         model = onnx.load(str(parent))
         feeds = calibration_feeds(source, cal, [i.name for i in model.graph.input])

@@ -298,3 +298,19 @@ def test_a_missing_calibration_file_names_the_path(tiny_source, tmp_path, monkey
     spec = VariantSpec.parse("static8-calnothere")
     with pytest.raises(EvalsuiteError, match=r"configs/calibration/nothere\.txt: cannot read calibration texts"):
         build_variant(tiny_source, spec, tmp_path / "cache")
+
+
+def test_readme_batch_independence_table_is_the_committed_benchmark() -> None:
+    """README's static8/int4 table, cell for cell, from results/bench/static_batch_independence.json."""
+    import json
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Static int8 and int4 weight-only"):]
+    section = section[:section.index("\n## ")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+    bench = json.loads((repo / "results" / "bench" / "static_batch_independence.json").read_text())
+    expected = [[f"`{r['variant']}`", f"{r['max_abs_diff']:.2g}", f"{r['texts_over_1e-6']} / {r['texts']}",
+                 f"{r['mean_cos_float32']:.5f}", f"{r['min_cos_float32']:.5f}"] for r in bench["rows"]]
+    assert rows == expected

@@ -69,7 +69,7 @@ OPTIONS = {
     "tasks only commas": (["run", *RUN, "--tasks", " , "], ["--tasks is empty"]),
     "variant empty": (["run", *RUN, "--variant", ""], ["--variant is empty"]),
     "unknown variant": (["run", *RUN, "-v", "qint9"], ["unknown dtype 'qint9'; did you mean 'qint8'?"]),
-    "variant option of another kind": (["run", *RUN, "-v", "float16-pc"], ["-pc applies to qint8/quint8 only"]),
+    "variant option of another kind": (["run", *RUN, "-v", "float16-pc"], ["-pc applies to qint8/quint8/static8 only"]),
     "variant level": (["run", *RUN, "-v", "qint8-o3"], ["optimizer level must be one of 0, 1, 2, 99"]),
     "variant option order": (["run", *RUN, "-v", "qint8-7bit-pc"], ["did you mean 'qint8-pc-7bit'?"]),
     "model empty": (["run", *RUN, "--model", ""], ["--model is empty"]),

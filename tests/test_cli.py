@@ -299,7 +299,7 @@ BAD_INPUTS = {
     # id: (arguments after "run --model <tiny>" unless they give their own --model, expected text in the error line)
     "unknown variant": (["--variant", "qint9", "--tasks", "{bad}/badjson"], "unknown dtype 'qint9'; did you mean 'qint8'?"),
     "variant order": (["--variant", "float32,qint8-7bit-pc", "--tasks", "{bad}/badjson"], "did you mean 'qint8-pc-7bit'?"),
-    "float16 per-channel": (["--variant", "float16-pc", "--tasks", "{bad}/badjson"], "-pc applies to qint8/quint8 only"),
+    "float16 per-channel": (["--variant", "float16-pc", "--tasks", "{bad}/badjson"], "-pc applies to qint8/quint8/static8 only"),
     "bad level": (["--variant", "qint8-o3", "--tasks", "{bad}/badjson"], "optimizer level must be one of 0, 1, 2, 99"),
     "missing model": (["--model", "{bad}/no/such/model", "--tasks", "{bad}/badjson"], "model folder not found: {bad}/no/such/model"),
     "hub model offline": (["--model", "no-such-org/no-such-model", "--tasks", "{bad}/badjson"],

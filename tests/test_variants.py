@@ -94,8 +94,8 @@ def test_a_suggestion_is_never_itself_invalid() -> None:
     ("qint9", r"unknown dtype 'qint9'; did you mean 'qint8'\?"),
     ("int8", r"unknown dtype 'int8'; did you mean 'qint8'\?"),
     ("float64", r"unknown dtype 'float64'; did you mean 'float\d\d'\?"),
-    ("float32-pc", r"-pc applies to qint8/quint8 only, not float32"),
-    ("float16-pc", r"-pc applies to qint8/quint8 only, not float16"),
+    ("float32-pc", r"-pc applies to qint8/quint8/static8 only, not float32"),
+    ("float16-pc", r"-pc applies to qint8/quint8/static8 only, not float16"),
     ("float32-7bit", r"-7bit applies to qint8/quint8 only, not float32"),
     ("float16-7bit-o2", r"-7bit applies to qint8/quint8 only, not float16"),
     ("qint8-o3", r"optimizer level must be one of 0, 1, 2, 99, not 3"),
@@ -120,7 +120,7 @@ def test_direct_construction_checks_too() -> None:
     with pytest.raises(EvalsuiteError):
         VariantSpec("qint8", opt_level=5)
     with pytest.raises(EvalsuiteError):
-        VariantSpec("int4")  # type: ignore[arg-type]
+        VariantSpec("int3")  # an unknown dtype
 
 
 def test_expand_seed_is_the_reference_table_in_order() -> None:

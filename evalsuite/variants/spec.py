@@ -156,6 +156,7 @@ def _read(kind: VariantKind, dtype: str, rest: list[str]) -> tuple[dict[str, Any
     settings: dict[str, Any] = {}
     position = -1
     foreign = None
+    previous = ""
     for token in rest:
         index = next((i for i, o in enumerate(kind.options) if o.read(token)[0]), None)
         if index is None:
@@ -163,9 +164,11 @@ def _read(kind: VariantKind, dtype: str, rest: list[str]) -> tuple[dict[str, Any
                 foreign = foreign or token
                 continue
             return None
+        if index == position and token != previous:  # two values of one option (-entropy and -pct)
+            raise EvalsuiteError(f"-{previous} and -{token} are alternatives; give one")
         if index <= position:
             return None
-        position = index
+        position, previous = index, token
         settings[kind.options[index].name] = kind.options[index].read(token)[1]
     if foreign is not None:
         raise EvalsuiteError(f"-{foreign} applies to {'/'.join(registry.option_owners(foreign))} only, not {dtype}")

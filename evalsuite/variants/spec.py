@@ -29,14 +29,12 @@ _LEVEL = re.compile(r"^o(\d+)$")
 
 def grammar() -> str:
     """The grammar, one line for the shape and one per kind (``evalsuite variants`` prints it)."""
-    lines = ["<dtype>[-<option>...][-o<level>]"]
-    for kind in registry.kinds():
-        lines.append(f"  {kind.grammar():<44} {kind.summary}")
-    for option in registry.options():
-        tokens = "|".join(f"-{t}" for t in option.spellings())
-        lines.append(f"  {tokens:<44} {option.help}")
+    rows = [(kind.grammar(), kind.summary) for kind in registry.kinds()]
+    rows += [("|".join(f"-{t}" for t in option.spellings()), option.help) for option in registry.options()]
+    width = max(44, *(len(left) for left, _ in rows))
+    lines = ["<dtype>[-<option>...][-o<level>]", *(f"  {left:<{width}} {right}" for left, right in rows)]
     levels = ", ".join(map(str, OPT_LEVELS))
-    lines.append(f"  {'-o<N>':<44} onnxruntime transformer-optimizer level, N in {levels} (default {DEFAULT_OPT_LEVEL})")
+    lines.append(f"  {'-o<N>':<{width}} onnxruntime transformer-optimizer level, N in {levels} (default {DEFAULT_OPT_LEVEL})")
     return "\n".join(lines)
 
 

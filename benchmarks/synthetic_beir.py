@@ -10,6 +10,9 @@ words (5%) that a WordPiece tokenizer splits into pieces, so a document has abou
 
 Example:
     >>> write_beir(Path("/tmp/fiqa-synth/fiqa"), 57_638, 648)  # doctest: +SKIP
+
+From the shell (FiQA2018-sized, with a tiny model to run it):
+    python benchmarks/synthetic_beir.py /tmp/fiqa-synth/fiqa --docs 57638 --queries 648 --tiny-model /tmp/tiny-bert
 """
 
 from __future__ import annotations
@@ -75,3 +78,21 @@ def write_beir(folder: Path, n_docs: int, n_queries: int = 200, seed: int = 0) -
     (folder / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     (folder / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n", encoding="utf-8")
     return folder
+
+
+def main(output: Path, docs: int = 57_638, queries: int = 648, seed: int = 0, tiny_model: Path | None = None) -> None:
+    """Write a synthetic BEIR folder (default: FiQA2018's size) and, with ``--tiny-model DIR``, a tiny random BERT."""
+    write_beir(output, docs, queries, seed)
+    if tiny_model is not None:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from tiny_models import make_bert
+
+        make_bert(tiny_model, max_seq_length=64)
+
+
+if __name__ == "__main__":
+    import typer
+
+    typer.run(main)

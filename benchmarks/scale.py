@@ -143,6 +143,9 @@ def main(sizes: Annotated[str, typer.Option(help="corpus sizes, comma-separated;
         row = json.loads(out.decode().strip().splitlines()[-1])
         row["child_maxrss_mb"] = usage.ru_maxrss / 1024
         rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)  # each size as it finishes: a long run keeps what it measured
+        if output is not None:
+            output.write_text(json.dumps({"sizes": wanted, "queries": queries, "threads": threads, "rows": rows}, indent=2))
     ref = rows[0]
     table = Table(title=f"evaluation of a tiny model on synthetic corpora ({queries} queries, {threads} onnxruntime thread(s))")
     for col in ("docs", "wall s", "µs/doc", "vs first", "CPU µs/doc", "vs first", "peak RSS MB", "vs first", "corpus text MB", "evaluate above loaded MB",

@@ -253,7 +253,7 @@ def test_encoders_of_one_model_share_tokenized_ids(tiny_source: ModelSource, sha
     second = encoder_for(tiny_source, shared_cache, BatchPolicy(batch_size=2))
     assert first.tokenizer is second.tokenizer
     texts = [f"{w} shared across variants" for w in WORDS]
-    assert second.tokenizer(texts) is first.tokenizer(texts)  # the second variant does not tokenize again
+    assert second.tokenizer.survey(texts) is first.tokenizer.survey(texts)  # the second variant does not tokenize again
     assert np.abs(first.embed(texts) - second.embed(texts)).max() < 1e-5
 
 
@@ -264,8 +264,11 @@ def test_tokenizer_memo_is_bounded(tiny_model: Path, monkeypatch: pytest.MonkeyP
     tokenizer = TextTokenizer(tiny_model, 64)
     monkeypatch.setattr(encoder_module, "MEMO_CALLS", 3)
     for word in WORDS[:5]:
-        tokenizer([word])
+        tokenizer.survey([word])
     assert len(tokenizer._memo) == 3
     monkeypatch.setattr(encoder_module, "MEMO_TOKENS", 10)
-    newest = tokenizer([" ".join(WORDS)])  # alone above the budget: kept, everything older goes
-    assert list(tokenizer._memo.values()) == [newest]
+    newest = tokenizer.survey([" ".join(WORDS)])  # above the budget alone: its lengths are kept, not its ids
+    assert newest[1] is None and newest[0].tolist() == [len(WORDS) + 2]
+    entries = list(tokenizer._memo.values())
+    assert entries[-1] is newest  # older calls go first, until what is held fits the budget
+    assert sum(len(lengths) + (0 if t is None else len(t.flat)) for lengths, t in entries) <= 10

@@ -41,7 +41,7 @@ def exact_length_inputs(source: ModelSource, lengths: Sequence[int]) -> dict[int
         raise EvalsuiteError(f"length {too_long[0]} is above {source.model_id}'s max_seq_length {max_len}; "
                              f"the evaluator truncates there, so use lengths up to {max_len}")
     tokenizer = TextTokenizer(source.path, max_len)
-    full = tokenizer([_FILLER * (max_len // 8 + 1)]).ids[0]
+    full = tokenizer([_FILLER * (max_len // 8 + 1)]).row(0)
     if len(full) < max(lengths):
         raise EvalsuiteError(f"the tokenizer of {source.model_id} makes only {len(full)} tokens of the filler text")
     return {n: np.concatenate([full[:n - 1], full[-1:]]).astype(np.int64) for n in lengths}

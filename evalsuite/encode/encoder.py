@@ -91,9 +91,9 @@ class OnnxEncoder:
         texts = [prefix + t for t in texts] if prefix else list(texts)
         if not texts:
             raise EvalsuiteError("nothing to encode: empty list of texts")
-        tokenized = self.tokenizer(texts)
+        lengths, tokenized = self.tokenizer.survey(texts)
         batch_size = self.policy.query_batch_size if prompt_type == "query" else self.policy.batch_size
-        batches = plan_batches(tokenized.lengths, batch_size, self.policy.order)
+        batches = plan_batches(lengths, batch_size, self.policy.order)
         # Only the batching that applies to this kind of text is in the key: changing the query batch size
         # must not re-encode the corpus.
         settings_key = sha256_text(self.artifact.sha256, self.source.tokenizer_sha256,
@@ -114,8 +114,9 @@ class OnnxEncoder:
         self.stats["texts"] += len(texts)
         return out
 
-    def _shard(self, tokenized: Tokenized, shard: list[np.ndarray], texts: list[str], rows: np.ndarray,
+    def _shard(self, tokenized: Tokenized | None, shard: list[np.ndarray], texts: list[str], rows: np.ndarray,
                settings_key: str) -> np.ndarray:
+        """One shard's vectors, from the cache or computed and stored at once (a killed run keeps every finished shard)."""
         # The key holds every text of every batch in the shard, in batch order: int8 results depend on them all.
         boundaries = ",".join(str(len(b)) for b in shard)
         key = sha256_text(settings_key, boundaries, *(texts[i] for i in rows))
@@ -124,6 +125,10 @@ class OnnxEncoder:
             if cached is not None:
                 self.stats["cached_texts"] += len(rows)
                 return cached
+        if tokenized is None:  # the call was too large to keep its ids: tokenize this shard's texts only
+            tokenized = self.tokenizer([texts[i] for i in rows])
+            ends = np.cumsum([len(b) for b in shard])
+            shard = [np.arange(e - len(b), e) for b, e in zip(shard, ends, strict=True)]
         started = time.perf_counter()
         vectors = np.concatenate([self._run(tokenized, b) for b in shard])
         self.stats["inference_s"] += time.perf_counter() - started

@@ -62,7 +62,7 @@ def pad_batch(tokenized: Tokenized, rows: np.ndarray, pad_id: int) -> tuple[np.n
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for r, i in enumerate(rows):
         n = tokenized.lengths[i]
-        ids[r, :n] = tokenized.ids[i]
+        ids[r, :n] = tokenized.row(i)
         mask[r, :n] = 1
     return ids, mask
 

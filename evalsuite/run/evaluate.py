@@ -4,6 +4,11 @@ mteb computes the metric of record with pytrec_eval; we only capture the per-que
 computes (through the task's ``task_specific_scores`` hook), so the mean of our per-query NDCG@10 is
 mteb's NDCG@10 by construction. The encoder batches by its own :class:`BatchPolicy`, so mteb's
 ``batch_size`` plays no part.
+
+Retrieval is mteb's own exact search in blocks (``SearchEncoderWrapper``): each block of
+:data:`CORPUS_BLOCK` documents is encoded, scored against all queries and cut to each query's top
+k + 1, and a heap per query keeps the top k over all blocks. Memory therefore grows with the block
+(its texts, embeddings and the queries x block score matrix), not with the corpus.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from evalsuite.models import ModelSource
 from evalsuite.results import RunResult
 
 
+# Documents per retrieval block: mteb's own default, so results made before it was set here are unchanged. The
+# length-sorted batching of the encoder applies within one encode call, that is within one block, so for a
+# corpus larger than a block this number decides int8 batches: changing it changes numbers (and must change
+# the result identity).
+CORPUS_BLOCK = 50_000
+
+
 @dataclass
 class MtebOutcome:
     """What mteb measured on one split: its scores, NDCG@10 per query, and its own result document."""
@@ -37,10 +49,15 @@ class MtebOutcome:
 
 
 
-def run_mteb(encoder: Any, loaded: LoadedTask) -> MtebOutcome:
-    """Evaluate ``encoder`` (any model mteb accepts) on the task; returns the split's scores and per-query NDCG@10."""
+def run_mteb(encoder: Any, loaded: LoadedTask, corpus_block: int = CORPUS_BLOCK) -> MtebOutcome:
+    """Evaluate ``encoder`` (any model mteb accepts) on the task; returns the split's scores and per-query NDCG@10.
+
+    An mteb encoder (one with ``mteb_model_meta``) searches in blocks of ``corpus_block`` documents; other models
+    (a SentenceTransformer) get mteb's own wrapper.
+    """
     import datasets
     import mteb
+    from mteb.models.search_wrappers import SearchEncoderWrapper
 
     datasets.disable_progress_bars()
     per_query: dict[str, float] = {}
@@ -55,7 +72,8 @@ def run_mteb(encoder: Any, loaded: LoadedTask) -> MtebOutcome:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("mteb").setLevel(logging.ERROR)
-        result = mteb.evaluate(encoder, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
+        model = SearchEncoderWrapper(encoder, corpus_chunk_size=corpus_block) if hasattr(encoder, "mteb_model_meta") else encoder
+        result = mteb.evaluate(model, task, cache=None, overwrite_strategy="always", show_progress_bar=False,
                                co2_tracker=False, encode_kwargs={"show_progress_bar": False})
     seconds = time.perf_counter() - started
     task_result = result.task_results[0]

@@ -83,6 +83,27 @@ def test_a_stored_start_is_judged_by_the_gate(tuned: dict) -> None:
     assert again["recommended"] == tuned["doc"]["recommended"]
 
 
+def test_under_the_ci_rule_a_screen_fail_skips_nothing(tuned: dict, tiny_model: Path, shared_cache: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen predicts the point rule; the ci rule fails only an established loss, so a screen fail decides nothing."""
+    from evalsuite.analysis.gate import GateConfig
+    from evalsuite.screen import ScreenSample
+    from evalsuite.tune.outcome import tune
+    from evalsuite.tune.search import TuneConfig
+
+    monkeypatch.chdir(tuned["work"])
+    results = tmp_path / "results"
+    cfg = TuneConfig(starts=("qint8-7bit",), model=str(tiny_model), tasks=[str(tuned["work"] / "data" / "scifact")],
+                     gate=GateConfig(max_drop=0.0, rule="ci", speed_length=16), max_nodes=1, bench_repeats=2, sample_queries=3,
+                     sample_documents=5, screen_sample=ScreenSample(queries=16, documents=24, draws=8),
+                     cache_dir=shared_cache, results_dir=results)
+    doc = tune(cfg).to_dict()
+    base = next(b for b in doc["builds"] if b["variant"] == "qint8-7bit")
+    assert base["screen"]["outcome"] == "fail" and base["gate"] is not None  # the same screen as in `tuned`, evaluated anyway
+    assert _stored_variants(results) == {"float32"} | {b["variant"] for b in doc["builds"]}
+    assert any("per-task point rule" in n for n in doc["notes"])
+
+
 def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
     doc, results = tuned["doc"], tuned["results"]
     assert doc["schema"] == "evalsuite.tune/1" and doc["starts"] == ["qint8-7bit"]

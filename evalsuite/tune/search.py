@@ -2,7 +2,8 @@
 
 The screen is the drift screen (:mod:`evalsuite.screen`): it embeds a seeded sample with the candidate and predicts
 each task's NDCG@10 delta with an interval against the gate's max drop (pass, fail or uncertain). A ``fail`` saves
-a full evaluation; ``pass`` and ``uncertain`` go to one, and only the gate on full results confirms a build.
+a full evaluation; ``pass`` and ``uncertain`` go to one, and only the gate on full results confirms a build. The
+screen predicts the gate's per-task point rule; under another rule or scope nothing is skipped on its word.
 
 1. Float32 is evaluated in full (reused from the result store when stored). Each start candidate (e.g.
    ``qint8-7bit``) is screened; with a stored full result it is gated on it (the gate wins over the screen),
@@ -132,11 +133,17 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
         say(verdict.reason)
         return verdict
 
-    def screen(build: Build) -> ScreenResult:
-        result = screener.screen(build.variant, cfg.gate.max_drop, cfg.gate.relative)
-        say(f"screen {result.reason}")
-        build.screen = result
-        return result
+    # The screen predicts the per-task point rule; under another rule or scope its fail may still pass the gate.
+    screen_decides = cfg.gate.scope == "per-task" and cfg.gate.rule == "point"
+    if not screen_decides:
+        done.notes.append(f"the screen predicts the per-task point rule, the gate is {cfg.gate.scope} {cfg.gate.rule}: "
+                          "every build was evaluated in full whatever the screen said")
+
+    def screen(build: Build) -> bool:
+        """Screen ``build``; True when its screen fail may stand in for a full evaluation."""
+        build.screen = screener.screen(build.variant, cfg.gate.max_drop, cfg.gate.relative)
+        say(f"screen {build.screen.reason}")
+        return screen_decides and build.screen.outcome == "fail"
 
     # Float32's full results first: the gate compares against them and the screen reads their cached embeddings.
     done.tasks = list(run_sweep(_sweep(cfg, BASELINE), say=say, progress=progress).results)
@@ -149,9 +156,9 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
             break
         build = Build(start.name, start.name)
         done.builds[start.name] = build
-        predicted = screen(build).outcome
+        screened_out = screen(build)
         stored = all(store.get(source.slug, t.name, start.name, t.split) is not None for t in task_specs)
-        if predicted == "fail" and not stored:
+        if screened_out and not stored:
             failed = True  # no full evaluation spent on a build the screen fails
         else:
             build.verdict = evaluate(start)
@@ -173,9 +180,10 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
     return done
 
 
-def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, screen: Callable[[Build], ScreenResult],
+def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, screen: Callable[[Build], bool],
                evaluate: Callable[[VariantSpec], Verdict], clock: _Clock) -> None:
-    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate."""
+    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate.
+    ``screen(build)`` records the build's screen and says whether it replaces the full evaluation (a fail)."""
     from evalsuite.build import build_variant
 
     for k in range(1, min(cfg.max_nodes, len(ranking.ranked)) + 1):
@@ -186,7 +194,7 @@ def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensi
         done.builds[spec.name] = build
         mixed.write()  # the screen builds the variant, which reads its config file
         build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
-        if screen(build).outcome == "fail":
+        if screen(build):
             continue
         if clock.out():
             done.budget_exhausted = True

@@ -49,14 +49,15 @@ def tuned(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, shared_cac
     cwd = Path.cwd()
     os.chdir(work)  # configs/mixed/ is written to and read from the working directory
     try:
-        doc = tune(cfg).to_dict()
+        first = tune(cfg)
+        doc = first.to_dict()
         stored_first = _stored_variants(results)
         run_sweep(SweepConfig(variants=[VariantSpec.parse("qint8-7bit")], model=str(tiny_model), tasks=[str(data)],
                               cache_dir=shared_cache, results_dir=results))
         again = tune(cfg, say=said.append)  # resumes from the caches: nothing but the stored start is gated anew
     finally:
         os.chdir(cwd)
-    return {"doc": doc, "stored_first": stored_first, "work": work, "results": results, "again": again, "said": said}
+    return {"doc": doc, "lines": first.lines(), "stored_first": stored_first, "work": work, "results": results, "again": again, "said": said}
 
 
 def test_a_screen_fail_skips_the_full_evaluation(tuned: dict) -> None:
@@ -69,6 +70,9 @@ def test_a_screen_fail_skips_the_full_evaluation(tuned: dict) -> None:
     assert failed and tuned["stored_first"] == {"float32"} | evaluated == {"float32"} | (set(builds) - failed)
     # the start had no stored result and the screen failed it, so it was not evaluated yet nodes were fallen back
     assert "qint8-7bit" in failed and builds["qint8-7bit"]["gate"] is None and doc["sensitivity"]["qint8-7bit"]["nodes"]
+    [task] = builds["qint8-7bit"]["screen"]["tasks"]
+    assert [line for line in tuned["lines"] if line.startswith("screened out, not evaluated: FAIL")
+            and f"qint8-7bit {task['task']} {task['predicted_delta']:+.4f}" in line]
 
 
 def test_a_stored_start_is_judged_by_the_gate(tuned: dict) -> None:

@@ -103,6 +103,8 @@ class TuneOutcome:
             out.append(f"recommended: {rec.variant} ({rec.speedup:.2f}x Float32, {rec.size_bytes / 1e6:.1f} MB, "
                        f"{len(rec.float_nodes)} node(s) in float{': ' + ', '.join(rec.float_nodes) if rec.float_nodes else ''})")
             out.extend("  " + c.line() for c in build.verdict.checks)
+        out.extend(f"screened out, not evaluated: {b.screen.reason}" for b in self.found.builds.values()
+                   if b.verdict is None and b.screen is not None and b.screen.outcome == "fail")
         out.extend(f"note: {n}" for n in self.found.notes)
         return out
 

@@ -13,8 +13,8 @@ screen predicts the gate's per-task point rule; under another rule or scope noth
    (``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``) for k = 1, 2, ... and screens each build: on a screen
    ``fail`` it adds the next node without a full evaluation, otherwise it evaluates the build in full and judges it
    with the gate; on a gate fail it adds the next node.
-3. Float32, the start candidates and the confirmed builds are timed side by side with ``bench`` at the gate's speed
-   point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
+3. Float32, the evaluated builds and their start candidates are timed side by side with ``bench`` at the gate's
+   speed point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
 
 Every step is cached (artifacts, embeddings, results, rankings, config files named by their content), so an
 interrupted tune resumes where it stopped; ``budget_minutes`` stops starting new evaluations after that long.
@@ -37,9 +37,9 @@ from evalsuite.config import default_cache_dir, default_results_dir
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
+from evalsuite.results.store import ResultStore
 from evalsuite.run import SweepConfig, run_sweep
 from evalsuite.run.plan import plan
-from evalsuite.results.store import ResultStore
 from evalsuite.run.units import Progress
 from evalsuite.screen import Screener, ScreenResult, ScreenSample
 from evalsuite.tune.sample import DEFAULT_DOCUMENTS, DEFAULT_QUERIES, TextSample, draw_sample

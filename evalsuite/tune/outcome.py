@@ -44,14 +44,20 @@ class TuneOutcome:
     def recommended(self) -> Point | None:
         return recommend([p for p in self.points if p.variant != BASELINE.name])
 
+    @property
+    def speedups(self) -> dict[str, float]:
+        """Speedup over Float32 at the bench point of every timed build (evaluated ones and their starts)."""
+        g = self.cfg.gate
+        measured = self.bench.measurements if self.bench else []
+        return {m.variant: m.speedup for m in measured if (m.length, m.batch) == (g.speed_length, g.speed_batch)}
+
     def to_dict(self) -> dict[str, object]:
         """The documented ``evalsuite.tune/1`` document."""
         g = self.cfg.gate
         on_front = {p.variant for p in self.front}
-        base_speed = {p.variant: p.speedup for p in self.points}
+        speed = self.speedups
         builds = []
         for name, b in self.found.builds.items():
-            point = next((p for p in self.points if p.variant == name), None)
             builds.append({
                 "variant": name, "base": b.base, "float_nodes": list(b.float_nodes), "config_file": b.config_file,
                 "screen": b.screen.to_dict() if b.screen else None,
@@ -59,8 +65,8 @@ class TuneOutcome:
                     {"scope": c.scope, "outcome": c.outcome, "decides": c.decides, "limit": c.limit, "ndcg_at_10": c.comparison.mean_variant,
                      "float32_ndcg_at_10": c.comparison.mean_baseline, "delta": c.comparison.mean_delta, "ci_low": c.comparison.ci_low,
                      "ci_high": c.comparison.ci_high, "p_value": c.comparison.p_value} for c in b.verdict.checks]},
-                "speedup": point.speedup if point else None,
-                "speedup_kept": point.speedup / base_speed[b.base] if point and b.base != name and b.base in base_speed else None,
+                "speedup": speed.get(name),
+                "speedup_kept": speed[name] / speed[b.base] if name in speed and b.base != name and b.base in speed else None,
                 "size_bytes": b.size_bytes, "on_front": name in on_front,
             })
         rec = self.recommended
@@ -83,7 +89,7 @@ class TuneOutcome:
                f"{g.speed_length} tokens, batch {g.speed_batch}",
                f"{'build':<26} {'gate':<12} {'worst delta':>11} {'speedup':>8} {'of base':>7} {'MB':>6}  front  float nodes"]
         on_front = {p.variant for p in self.front}
-        speed = {p.variant: p.speedup for p in self.points}
+        speed = self.speedups
         for p in sorted(self.points, key=lambda p: (-p.speedup, p.variant)):
             kept = f"{100 * p.speedup / speed[p.base]:>6.1f}%" if p.base != p.variant and p.base in speed else f"{'':>7}"
             out.append(f"{p.variant:<26} {p.gate:<12} {p.worst_delta:>+11.4f} {p.speedup:>7.2f}x {kept} {p.size_bytes / 1e6:>6.1f}  "
@@ -97,21 +103,25 @@ class TuneOutcome:
             out.append(f"recommended: {rec.variant} ({rec.speedup:.2f}x Float32, {rec.size_bytes / 1e6:.1f} MB, "
                        f"{len(rec.float_nodes)} node(s) in float{': ' + ', '.join(rec.float_nodes) if rec.float_nodes else ''})")
             out.extend("  " + c.line() for c in build.verdict.checks)
+        out.extend(f"screened out, not evaluated: {b.screen.reason}" for b in self.found.builds.values()
+                   if b.verdict is None and b.screen is not None and b.screen.outcome == "fail")
         out.extend(f"note: {n}" for n in self.found.notes)
         return out
 
 
 def tune(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None, command: str = "") -> TuneOutcome:
-    """Search, then time Float32 and every evaluated build side by side, then save the document."""
+    """Search, then time Float32, every evaluated build and its start side by side, then save the document."""
     say = say or (lambda _m: None)
     found = search(cfg, say, progress)
     evaluated = [name for name, b in found.builds.items() if b.verdict is not None]
+    # a start the screen failed is timed too (not evaluated), so a mixed build's share of its speedup is known
+    timed = list(dict.fromkeys([found.builds[n].base for n in evaluated] + evaluated))
     bench = None
     points: list[Point] = []
     if evaluated:
-        say(f"timing {len(evaluated)} build(s) against Float32 at {cfg.gate.speed_length} tokens, batch {cfg.gate.speed_batch}")
+        say(f"timing {len(timed)} build(s) against Float32 at {cfg.gate.speed_length} tokens, batch {cfg.gate.speed_batch}")
         bench = run_bench(BenchConfig(
-            variants=tuple(VariantSpec.parse(n) for n in evaluated), model=cfg.model, lengths=(cfg.gate.speed_length,),
+            variants=tuple(VariantSpec.parse(n) for n in timed), model=cfg.model, lengths=(cfg.gate.speed_length,),
             batches=(cfg.gate.speed_batch,), repeats=cfg.bench_repeats, warmup=1, level_families=(), cache_dir=cfg.cache_dir,
             measure_memory=False), say=say, command=command)
         atomic_write_json(_folder(cfg, found) / "bench.json", bench.to_dict())

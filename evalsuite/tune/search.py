@@ -1,12 +1,20 @@
 """The tune loop: screen candidates, fall back their most harmful nodes to float, confirm with the gate, time them.
 
-1. Each start candidate (e.g. ``qint8-7bit``) and Float32 are evaluated in full (reused from the result store when
-   stored) and judged by the gate. A candidate that passes is kept as it is.
+The screen is the drift screen (:mod:`evalsuite.screen`): it embeds a seeded sample with the candidate and predicts
+each task's NDCG@10 delta with an interval against the gate's max drop (pass, fail or uncertain). A ``fail`` saves
+a full evaluation; ``pass`` and ``uncertain`` go to one, and only the gate on full results confirms a build. The
+screen predicts the gate's per-task point rule; under another rule or scope nothing is skipped on its word.
+
+1. Float32 is evaluated in full (reused from the result store when stored). Each start candidate (e.g.
+   ``qint8-7bit``) is screened; with a stored full result it is gated on it (the gate wins over the screen),
+   without one a screen ``fail`` counts as a fail and no full evaluation is spent, else it is evaluated and gated.
+   A candidate that does not fail is kept as it is.
 2. A dynamic int8 candidate that fails gets its nodes ranked (:mod:`sensitivity`); tune keeps the top k in float
-   (``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``) for k = 1, 2, ... until the screen no longer
-   predicts a fail, then evaluates that build in full and judges it with the gate; on a fail it adds the next node.
-3. Float32, the start candidates and the confirmed builds are timed side by side with ``bench`` at the gate's speed
-   point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
+   (``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``) for k = 1, 2, ... and screens each build: on a screen
+   ``fail`` it adds the next node without a full evaluation, otherwise it evaluates the build in full and judges it
+   with the gate; on a gate fail it adds the next node.
+3. Float32, the evaluated builds and their start candidates are timed side by side with ``bench`` at the gate's
+   speed point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
 
 Every step is cached (artifacts, embeddings, results, rankings, config files named by their content), so an
 interrupted tune resumes where it stopped; ``budget_minutes`` stops starting new evaluations after that long.
@@ -29,11 +37,12 @@ from evalsuite.config import default_cache_dir, default_results_dir
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
+from evalsuite.results.store import ResultStore
 from evalsuite.run import SweepConfig, run_sweep
 from evalsuite.run.plan import plan
 from evalsuite.run.units import Progress
+from evalsuite.screen import Screener, ScreenResult, ScreenSample
 from evalsuite.tune.sample import DEFAULT_DOCUMENTS, DEFAULT_QUERIES, TextSample, draw_sample
-from evalsuite.tune.screening import ScaledScreen, ScreenResult
 from evalsuite.tune.sensitivity import Sensitivity, rank_nodes
 from evalsuite.variants import BASELINE, VariantSpec
 from evalsuite.variants.float_nodes import MixedConfig, with_float_nodes
@@ -56,6 +65,7 @@ class TuneConfig:
     bench_repeats: int = 30
     sample_queries: int = DEFAULT_QUERIES
     sample_documents: int = DEFAULT_DOCUMENTS
+    screen_sample: ScreenSample = field(default_factory=ScreenSample)  # what the drift screen embeds per task
     cache_dir: Path = field(default_factory=default_cache_dir)
     results_dir: Path = field(default_factory=default_results_dir)
 
@@ -70,7 +80,8 @@ class TuneConfig:
 
 @dataclass
 class Build:
-    """One build tune looked at: where it came from, what the screen said, what the gate said on full results."""
+    """One build tune looked at: where it came from, what the screen said, what the gate said on full results
+    (``verdict`` None: not evaluated in full)."""
 
     variant: str
     base: str
@@ -112,6 +123,7 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
     source = resolve_model(cfg.model)
     done = Search(source, [], {}, {}, None)
     task_specs = plan(_sweep(cfg, BASELINE)).tasks
+    store = ResultStore(cfg.results_dir)
 
     def evaluate(spec: VariantSpec) -> Verdict:
         report = run_sweep(_sweep(cfg, spec), say=say, progress=progress)
@@ -121,18 +133,42 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
         say(verdict.reason)
         return verdict
 
+    # The screen predicts the per-task point rule; under another rule or scope its fail may still pass the gate.
+    screen_decides = cfg.gate.scope == "per-task" and cfg.gate.rule == "point"
+    if not screen_decides:
+        done.notes.append(f"the screen predicts the per-task point rule, the gate is {cfg.gate.scope} {cfg.gate.rule}: "
+                          "every build was evaluated in full whatever the screen said")
+
+    def screen(build: Build) -> bool:
+        """Screen ``build``; True when its screen fail may stand in for a full evaluation."""
+        build.screen = screener.screen(build.variant, cfg.gate.max_drop, cfg.gate.relative)
+        say(f"screen {build.screen.reason}")
+        return screen_decides and build.screen.outcome == "fail"
+
+    # Float32's full results first: the gate compares against them and the screen reads their cached embeddings.
+    done.tasks = list(run_sweep(_sweep(cfg, BASELINE), say=say, progress=progress).results)
+    task_specs = [t for t in task_specs if t.name in done.tasks]  # a task `run` skipped (no data) is not screened
+    screener = Screener(source, task_specs, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir, sample=cfg.screen_sample,
+                        say=say, progress=progress)
     for start in starts:
         if clock.out():
             done.budget_exhausted = True
             break
         build = Build(start.name, start.name)
         done.builds[start.name] = build
-        build.verdict = evaluate(start)
+        screened_out = screen(build)
+        stored = all(store.get(source.slug, t.name, start.name, t.split) is not None for t in task_specs)
+        if screened_out and not stored:
+            failed = True  # no full evaluation spent on a build the screen fails
+        else:
+            build.verdict = evaluate(start)
+            failed = build.verdict.outcome == "fail"
+            _disagree(done, build)
         build.size_bytes = build_variant(source, start, cfg.cache_dir).size_bytes
-        if build.verdict.outcome != "fail":
+        if not failed:
             continue
         if start.kind.name != "dynamic" or start.settings.get("float_nodes"):
-            done.notes.append(f"{start.name} fails the gate and is not a dynamic int8 base: no nodes to fall back")
+            done.notes.append(f"{start.name} fails and is not a dynamic int8 base: no nodes to fall back")
             continue
         if done.sample is None:
             done.sample = draw_sample(task_specs, cfg.data_dir, cfg.sample_queries, cfg.sample_documents)
@@ -140,38 +176,41 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
         ranking = rank_nodes(source, start, done.sample, cfg.cache_dir, say,
                              None if progress is None else lambda i, n: progress(start.name, "sensitivity", i, n))
         done.rankings[start.name] = ranking
-        _fall_back(cfg, done, start, build.verdict, ranking, evaluate, clock, say)
+        _fall_back(cfg, done, start, ranking, screen, evaluate, clock)
     return done
 
 
-def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, base_verdict: Verdict, ranking: Sensitivity,
-               evaluate: Callable[[VariantSpec], Verdict], clock: _Clock, say: Say) -> None:
-    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate."""
+def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, screen: Callable[[Build], bool],
+               evaluate: Callable[[VariantSpec], Verdict], clock: _Clock) -> None:
+    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate.
+    ``screen(build)`` records the build's screen and says whether it replaces the full evaluation (a fail)."""
     from evalsuite.build import build_variant
 
-    deltas = {c.scope: c.comparison.mean_delta for c in base_verdict.checks if c.scope != "mean"}
-    total = sum(n.loss for n in ranking.ranked)
-    screen = ScaledScreen(deltas, total, _limit(cfg.gate, base_verdict))
     for k in range(1, min(cfg.max_nodes, len(ranking.ranked)) + 1):
         nodes = tuple(ranking.top(k))
         mixed = _config(done.source, start, nodes, ranking, k)
         spec = with_float_nodes(start, mixed.name)
         build = Build(spec.name, start.name, nodes, f"configs/mixed/{mixed.name}.yaml")
-        build.screen = screen(spec.name, sum(n.loss for n in ranking.ranked[k:]))
         done.builds[spec.name] = build
-        say(f"screen {spec.name} (top {k} in float): {build.screen.verdict}")
-        if build.screen.verdict == "fail":
+        mixed.write()  # the screen builds the variant, which reads its config file
+        build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
+        if screen(build):
             continue
         if clock.out():
             done.budget_exhausted = True
             done.notes.append(f"budget exhausted before {spec.name} was evaluated")
             return
-        mixed.write()
         build.verdict = evaluate(spec)
-        build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
+        _disagree(done, build)
         if build.verdict.outcome != "fail":
             return
     done.notes.append(f"{start.name}: no build with at most {cfg.max_nodes} float nodes passed the gate")
+
+
+def _disagree(done: Search, build: Build) -> None:
+    """A note when the gate on full results passes a build the screen failed (the gate decides)."""
+    if build.screen is not None and build.verdict is not None and build.screen.outcome == "fail" and build.verdict.outcome != "fail":
+        done.notes.append(f"{build.variant}: the screen predicted fail, the gate on full results says {build.verdict.outcome}")
 
 
 def _config(source: ModelSource, start: VariantSpec, nodes: tuple[str, ...], ranking: Sensitivity, k: int) -> MixedConfig:
@@ -182,10 +221,6 @@ def _config(source: ModelSource, start: VariantSpec, nodes: tuple[str, ...], ran
               "losses": {n.node: round(n.loss, 6) for n in ranking.ranked[:k]},
               "tool": "evalsuite tune"}
     return MixedConfig(name, source.model_id, source.weights_sha256, start.name, nodes, chosen)
-
-
-def _limit(gate_cfg: GateConfig, verdict: Verdict) -> float:
-    return min((c.limit for c in verdict.checks if c.decides), default=gate_cfg.max_drop)
 
 
 def _sweep(cfg: TuneConfig, spec: VariantSpec) -> SweepConfig:

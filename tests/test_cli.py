@@ -380,7 +380,9 @@ def test_variants_command(shared_cache: Path, tmp_path: Path) -> None:
     as_json = json.loads(evalsuite("variants", "--json", cache=shared_cache, results=tmp_path).stdout)
     assert as_json["sets"] == {k: list(v) for k, v in NAMED_SETS.items()}
     dynamic = next(k for k in as_json["kinds"] if k["kind"] == "dynamic")
-    assert dynamic["dtypes"] == ["qint8", "quint8"] and [o["name"] for o in dynamic["options"]] == ["per_channel", "reduce_range"]
+    assert dynamic["dtypes"] == ["qint8", "quint8"]
+    assert [(o["name"], o["prefix"]) for o in dynamic["options"]] == [("per_channel", None), ("reduce_range", None),
+                                                                       ("float_nodes", "x")]
 
 
 def test_python_dash_m_works(shared_cache: Path, tmp_path: Path) -> None:

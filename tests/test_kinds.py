@@ -158,7 +158,8 @@ def test_static_minmax_scales_are_the_calibration_ranges(tiny_source, shared_cac
     tok = TextTokenizer(tiny_source.path, tiny_source.settings.max_seq_length)
     lo = dict.fromkeys(scales, np.inf)
     hi = dict.fromkeys(scales, -np.inf)
-    for ids in tok(texts).ids:
+    tokenized = tok(texts)
+    for ids in (tokenized.row(i).astype(np.int64) for i in range(len(tokenized))):
         feed = {"input_ids": ids[None], "attention_mask": np.ones_like(ids[None]), "token_type_ids": np.zeros_like(ids[None])}
         outs = session.run(list(scales), {i.name: feed[i.name] for i in session.get_inputs()})
         for name, out in zip(scales, outs, strict=True):

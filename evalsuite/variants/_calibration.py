@@ -108,8 +108,9 @@ def calibration_feeds(source: ModelSource, cal: Calibration, input_names: list[s
     settings = source.settings
     tokenizer = TextTokenizer(source.path, settings.max_seq_length, settings.lowercase)
     feeds = []
-    for ids in tokenizer([settings.document_prefix + t for t in cal.texts]).ids:
-        row = ids[None, :]
+    tokenized = tokenizer([settings.document_prefix + t for t in cal.texts])
+    for i in range(len(tokenized)):
+        row = tokenized.row(i).astype(np.int64)[None, :]
         every = {"input_ids": row, "attention_mask": np.ones_like(row), "token_type_ids": np.zeros_like(row)}
         feeds.append({name: every[name] for name in input_names})
     return feeds

@@ -44,10 +44,8 @@ class Int4(VariantKind):
         Option("accuracy_level", "acc", "int4 MatMulNBits accuracy_level: 1 fp32, 2 fp16, 3 bf16, 4 int8 compute "
                "(default: the kernel's)", {"acc1": 1, "acc2": 2, "acc3": 3, "acc4": 4}, default=0),
     )
+    in_all = False  # its own `int4` set instead
     sets = {"int4": ("int4", "int4-b16", "int4-asym", "int4-b128", "int4-acc4")}
-
-    def combinations(self):  # noqa: ANN201
-        return iter(())  # kept out of `all` (the float and dynamic grid); see the `int4` set
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx

@@ -96,6 +96,9 @@ class VariantKind:
     rank: ClassVar[int] = 100  # position in tables and listings
     # Named sets this kind adds (``evalsuite run --variant NAME``).
     sets: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Whether every combination of this kind joins the ``all`` set (the float and dynamic grid); kinds with many
+    # settings stay out of it and name their own sets instead.
+    in_all: ClassVar[bool] = True
 
     def validate(self, spec: VariantSpec) -> None:
         """Raise :class:`EvalsuiteError` for a combination of settings that makes no sense."""
@@ -187,12 +190,13 @@ _FIXED_SETS: dict[str, tuple[str, ...]] = {
 
 
 def named_sets() -> dict[str, tuple[str, ...]]:
-    """``seed``, ``levels``, ``all`` (every combination of every kind at every level) and the kinds' own sets."""
+    """``seed``, ``levels``, ``all`` (every combination of every kind with ``in_all`` at every level) and the kinds' own sets."""
     from evalsuite.variants.spec import VariantSpec
 
     every = tuple(
         VariantSpec(dtype, settings, level).name
-        for kind in kinds() for dtype in kind.dtypes for settings in _valid(kind, dtype) for level in OPT_LEVELS
+        for kind in kinds() if kind.in_all
+        for dtype in kind.dtypes for settings in _valid(kind, dtype) for level in OPT_LEVELS
     )
     out = {**_FIXED_SETS, "all": every}
     for kind in kinds():

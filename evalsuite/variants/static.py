@@ -63,10 +63,8 @@ class StaticInt8(VariantKind):
         Option("calibration", "calib-texts", f"static8 calibration texts {USER_DIR}/<NAME>.txt, one per line "
                "(default: packaged prose from Python's docs)", prefix="cal", default=DEFAULT),
     )
+    in_all = False  # its own `static` set instead
     sets = {"static": ("static8-pc", "static8-pc-entropy", "static8-pc-pct", "static8-pc-qop", "static8")}
-
-    def combinations(self):  # noqa: ANN201
-        return iter(())  # kept out of `all` (the float and dynamic grid); see the `static` set
 
     def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
         s = source.settings  # how calibration texts are tokenized

@@ -6,6 +6,7 @@ that the corpus fills several cache shards and int8 embeddings really depend on 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -173,6 +174,32 @@ def test_killed_driver_resumes_from_the_cache(tiny_model: Path, data: Path, loca
     assert sent == len(lost)
     assert shards(tmp_path) == everything
     assert_same_results(local[0], report)
+
+
+def test_tune_runs_its_full_evaluations_on_ray(tiny_model: Path, data: Path, ray_session: None, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """tune's full evaluations (Float32, then the start candidate) are encoded by the actors, with the local verdicts."""
+    from evalsuite.analysis.gate import GateConfig
+    from evalsuite.tune.outcome import tune
+    from evalsuite.tune.search import TuneConfig
+
+    monkeypatch.chdir(tmp_path)
+    outcomes, said = {}, []
+    for name, executor in (("local", None), ("ray", RayExecutor(RayOptions(actors=2)))):
+        cfg = TuneConfig(starts=("qint8",), model=str(tiny_model), tasks=["scifact"], data_dir=data,
+                         gate=GateConfig(max_drop=0.5, speed_length=16), bench_repeats=1,
+                         cache_dir=tmp_path / name / "cache", results_dir=tmp_path / name / "results")
+        outcomes[name] = tune(cfg, say=said.append if name == "ray" else None, executor=executor)
+    # default policy: 150 documents in batches of 32 fill 1 shard, 20 queries one per call 2
+    assert [m for m in said if "Ray actors" in m] == [f"encoding {v} on SciFact on 2 Ray actors: 3 shards, 170 texts"
+                                                       for v in VARIANTS]
+    local, on_ray = (outcomes[n].found.builds["qint8"].verdict for n in ("local", "ray"))
+    assert local is not None and on_ray is not None and on_ray.outcome == local.outcome == "pass"
+    assert [c.comparison for c in on_ray.checks] == [c.comparison for c in local.checks]
+    stored = {n: sorted((tmp_path / n / "results").rglob("SciFact/*.json")) for n in outcomes}
+    assert [p.name for p in stored["ray"]] == [p.name for p in stored["local"]] == ["float32.json", "qint8.json"]
+    for a, b in zip(stored["local"], stored["ray"], strict=True):
+        assert json.loads(a.read_text())["per_query_ndcg_at_10"] == json.loads(b.read_text())["per_query_ndcg_at_10"]
 
 
 # --- the command line ------------------------------------------------------------------------------------------

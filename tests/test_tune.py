@@ -169,6 +169,8 @@ def test_the_winner_is_a_variant_anyone_can_use(tuned: dict, monkeypatch: pytest
     (("tune", "--max-nodes", "0"), "--max-nodes must be a whole number >= 1, not 0"),
     (("tune", "--rule", "median"), "--rule must be one of point, ci, not 'median'"),
     (("tune", "--start", "qint9"), "unknown dtype 'qint9'"),
+    (("tune", "--executor", "spark"), "--executor must be one of local, ray, not 'spark'"),
+    (("tune", "--actors", "2"), "--actors needs --executor ray"),
 ])
 def test_bad_options_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     from tests import clirun

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (CacheOpt, DataOpt, GateConfigOpt, JsonOpt, ModelOpt, ResultsOpt, TasksDirOpt, TasksOpt, app,
-                                  at_least, err, given, invocation, one_of, out, say, split_list)
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, DataOpt, ExecutorOpt, GateConfigOpt, JsonOpt,
+                                  ModelOpt, ResultsOpt, TasksDirOpt, TasksOpt, app, at_least, err, executor_of, given, invocation,
+                                  one_of, out, say, split_list)
 from evalsuite.errors import EvalsuiteError
 
 StartOpt = Annotated[str, typer.Option("--start", help="Comma-separated candidates to start from; a dynamic int8 one that fails the gate gets nodes kept in float.")]
@@ -33,12 +34,17 @@ def tune(
     config: GateConfigOpt = None,
     cache_dir: CacheOpt = None,
     results_dir: ResultsOpt = None,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    actors: ActorsOpt = None,
+    threads_per_actor: ActorThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the fastest build that passes the gate: screen, keep harmful nodes in float, confirm with full evaluations, time.
 
     Writes configs/mixed/<name>.yaml for each mixed build (variant <base>-x<name>, usable by run, gate and bench),
     and <results-dir>/<model>/tune/tune.json (schema: docs/tune-schema.md). Exit 0 when a build passes, 1 when none does.
+    With --executor ray the full evaluations encode on Ray actors; screens, rankings and the bench stay on this machine.
     """
     from evalsuite.analysis.gate import GateConfig
     from evalsuite.config import default_cache_dir, default_results_dir
@@ -57,8 +63,9 @@ def tune(
         gate=GateConfig.load(config).override(max_drop=max_drop, rule=rule), max_nodes=max_nodes, budget_minutes=budget,
         bench_repeats=bench_repeats, sample_queries=sample_queries, sample_documents=sample_documents,
         cache_dir=cache_dir or default_cache_dir(), results_dir=results_dir or default_results_dir())
+    runs_on = executor_of(executor, address, actors, threads_per_actor)
     with Progressbars(err) as bars:
-        outcome = run_tune(cfg, say=bars.say, progress=bars.update, command=invocation())
+        outcome = run_tune(cfg, say=bars.say, progress=bars.update, command=invocation(), executor=runs_on)  # type: ignore[arg-type]
     if as_json:
         print(json.dumps(outcome.to_dict(), indent=1))
     else:

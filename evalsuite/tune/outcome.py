@@ -17,6 +17,7 @@ from pathlib import Path
 
 from evalsuite.bench import BenchConfig, BenchResult, run_bench
 from evalsuite.files import atomic_write_json
+from evalsuite.run.executor import Executor
 from evalsuite.run.units import Progress
 from evalsuite.tune.pareto import Point, front, recommend
 from evalsuite.tune.search import Say, Search, TuneConfig, search
@@ -109,10 +110,12 @@ class TuneOutcome:
         return out
 
 
-def tune(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None, command: str = "") -> TuneOutcome:
-    """Search, then time Float32, every evaluated build and its start side by side, then save the document."""
+def tune(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None, command: str = "",
+         executor: Executor | None = None) -> TuneOutcome:
+    """Search (full evaluations on ``executor``, default this process), then time Float32, every evaluated build and its
+    start side by side on this machine, then save the document."""
     say = say or (lambda _m: None)
-    found = search(cfg, say, progress)
+    found = search(cfg, say, progress, executor)
     evaluated = [name for name, b in found.builds.items() if b.verdict is not None]
     # a start the screen failed is timed too (not evaluated), so a mixed build's share of its speedup is known
     timed = list(dict.fromkeys([found.builds[n].base for n in evaluated] + evaluated))

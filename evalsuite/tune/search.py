@@ -39,6 +39,7 @@ from evalsuite.files import sha256_text
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
 from evalsuite.results.store import ResultStore
 from evalsuite.run import SweepConfig, run_sweep
+from evalsuite.run.executor import Executor
 from evalsuite.run.plan import plan
 from evalsuite.run.units import Progress
 from evalsuite.screen import Screener, ScreenResult, ScreenSample
@@ -113,8 +114,10 @@ class _Clock:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
-def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None) -> Search:
-    """Steps 1 and 2 of the module docstring: the builds that pass the gate on full evaluations, and the others seen."""
+def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None,
+           executor: Executor | None = None) -> Search:
+    """Steps 1 and 2 of the module docstring: the builds that pass the gate on full evaluations, and the others seen.
+    Full evaluations run on ``executor`` (default: this process); the screen and the rankings embed small samples here."""
     from evalsuite.build import build_variant
 
     say = say or (lambda _m: None)
@@ -126,7 +129,7 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
     store = ResultStore(cfg.results_dir)
 
     def evaluate(spec: VariantSpec) -> Verdict:
-        report = run_sweep(_sweep(cfg, spec), say=say, progress=progress)
+        report = run_sweep(_sweep(cfg, spec), say=say, progress=progress, executor=executor)
         done.tasks = list(report.results)
         gate_cfg = cfg.gate.override(tasks=tuple(done.tasks))
         verdict = gate(spec.name, gate_cfg, cfg.results_dir, model=report.model_id)
@@ -146,7 +149,7 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
         return screen_decides and build.screen.outcome == "fail"
 
     # Float32's full results first: the gate compares against them and the screen reads their cached embeddings.
-    done.tasks = list(run_sweep(_sweep(cfg, BASELINE), say=say, progress=progress).results)
+    done.tasks = list(run_sweep(_sweep(cfg, BASELINE), say=say, progress=progress, executor=executor).results)
     task_specs = [t for t in task_specs if t.name in done.tasks]  # a task `run` skipped (no data) is not screened
     screener = Screener(source, task_specs, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir, sample=cfg.screen_sample,
                         say=say, progress=progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -74,6 +75,33 @@ def test_excluded_nodes_stay_float(in_tmp: Path, tiny_source, shared_cache: Path
     assert art.meta["float_nodes"] == sorted(keep)
 
 
+def test_full_range_nodes_keep_8_bit_weights(in_tmp: Path, tiny_source, shared_cache: Path, parent_graph) -> None:  # noqa: ANN001
+    """Under -7bit every int8 weight lies in [-64, 64]; a full-range node's weight spans the whole int8 range
+    (max |w| maps to 127, by the symmetric int8 scale max|w| / 127 computed here from the Float32 weight)."""
+    names = quantizable_nodes(onnx.ModelProto(graph=parent_graph))
+    matmuls = [n for n in names if n.endswith("MatMul")]
+    MixedConfig("wide", tiny_source.model_id, tiny_source.weights_sha256, "qint8-7bit", (matmuls[0],), {},
+                (matmuls[1], matmuls[-1])).write()
+    art = build_variant(tiny_source, VariantSpec.parse("qint8-7bit-xwide"), shared_cache)
+    mixed = _graph(art.path)
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in mixed.initializer}
+    parent_weights = {i.name: onnx.numpy_helper.to_array(i) for i in parent_graph.initializer}
+    parent_nodes = {n.name: n for n in parent_graph.node}
+    int8 = {n: weights[parent_nodes[n].input[1] + "_quantized"] for n in matmuls[1:]}
+    for node, q in int8.items():
+        w = parent_weights[parent_nodes[node].input[1]]
+        if node in (matmuls[1], matmuls[-1]):
+            assert np.abs(q).max() == 127
+            np.testing.assert_array_equal(q, np.round(w / (np.abs(w).max() / 127)).astype(np.int8))
+        else:
+            assert np.abs(q).max() <= 64
+    assert {n.name: n.op_type for n in mixed.node}[matmuls[0]] == "MatMul"  # the float node is still float
+    assert art.meta["float_nodes"] == [matmuls[0]] and art.meta["full_range_nodes"] == sorted([matmuls[1], matmuls[-1]])
+    spec = VariantSpec.parse("qint8-7bit-xwide")
+    key = spec.kind.key_extras(tiny_source, spec)
+    assert key == (f"float_nodes={matmuls[0]}", f"full_range_nodes={chr(10).join(sorted([matmuls[1], matmuls[-1]]))}")
+
+
 def test_identity_follows_the_file_content(in_tmp: Path, tiny_source, shared_cache: Path, parent_graph) -> None:  # noqa: ANN001
     names = quantizable_nodes(onnx.ModelProto(graph=parent_graph))
     spec = VariantSpec.parse("qint8-xa")
@@ -100,6 +128,8 @@ def test_identity_follows_the_file_content(in_tmp: Path, tiny_source, shared_cac
     ({"nodes": ["SkipLayerNorm_AddBias_0"]}, "node 'SkipLayerNorm_AddBias_0' is not a node the quantizer rewrites"),
     ({"base": "qint8-pc"}, "configs/mixed/bad.yaml: base is 'qint8-pc', but qint8-xbad takes its nodes out of 'qint8'"),
     ({"weights_sha256": "0" * 64}, "configs/mixed/bad.yaml: written for weights 000000000000..."),
+    ({"full_range": ("x",)}, "configs/mixed/bad.yaml: full_range_nodes keep 8-bit weights in a -7bit base; qint8 has 8-bit"),
+    ({"base": "qint8-7bit", "full_range": ("Attention_1",)}, "full_range_nodes: 'Attention_1' (Attention) has no weight input"),
 ])
 def test_bad_config_is_one_error_naming_the_file(in_tmp: Path, tiny_source, shared_cache: Path, parent_graph,  # noqa: ANN001
                                                   edit: dict, message: str) -> None:
@@ -109,9 +139,10 @@ def test_bad_config_is_one_error_naming_the_file(in_tmp: Path, tiny_source, shar
     cfg = MixedConfig("bad", tiny_source.model_id, tiny_source.weights_sha256, "qint8", (names[1],))
     dataclasses.replace(cfg, **{k: tuple(v) if k == "nodes" else v for k, v in edit.items()}).write()
     assert any(n.name == "SkipLayerNorm_AddBias_0" for n in parent_graph.node)
-    with pytest.raises(EvalsuiteError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        build_variant(tiny_source, VariantSpec.parse("qint8-xbad"), shared_cache)
-    proc = clirun.run("convert", "--model", tiny_source.path, "--variant", "qint8-xbad", cwd=in_tmp,
+    variant = "qint8-7bit-xbad" if edit.get("base") == "qint8-7bit" else "qint8-xbad"
+    with pytest.raises(EvalsuiteError, match=re.escape(message)):
+        build_variant(tiny_source, VariantSpec.parse(variant), shared_cache)
+    proc = clirun.run("convert", "--model", tiny_source.path, "--variant", variant, cwd=in_tmp,
                       env=clirun.environment(EVALSUITE_CACHE_DIR=str(shared_cache)))
     line = clirun.one_problem(proc)
     assert "configs/mixed/bad.yaml" in line and message.split(": ")[-1][:30] in line

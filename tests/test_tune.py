@@ -118,15 +118,30 @@ def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
     assert build["gate"]["outcome"] == "pass"
     mixed = _per_query(results, rec)
     assert float(np.mean([mixed[k] - f32[k] for k in f32])) >= 0
-    # the config file holds the top of the stored ranking, in order, and names the model and base
+    # the config file holds the build's node sets and names the model and base
     cfg = yaml.safe_load((tuned["work"] / build["config_file"]).read_text())
-    ranked = [n["node"] for n in doc["sensitivity"]["qint8-7bit"]["nodes"]]
-    assert cfg["nodes"] == ranked[:len(cfg["nodes"])] == build["float_nodes"]
+    assert cfg["nodes"] == build["float_nodes"] and cfg.get("full_range_nodes", []) == build["full_range_nodes"]
     assert cfg["base"] == "qint8-7bit" and len(cfg["weights_sha256"]) == 64
-    # k grows by one node each step; a step is evaluated exactly when its screen does not fail, and the loop stops at
-    # the first gate pass
+    # each step moves one node one step up (7-bit -> 8-bit weights -> float; a node without weights straight to float):
+    # the node with the largest loss at its current precision, by the two stored rankings (7 and 8 bits)
     steps = [b for b in doc["builds"] if b["base"] != b["variant"]]
-    assert [len(b["float_nodes"]) for b in steps] == list(range(1, len(steps) + 1)) and steps[-1]["variant"] == rec
+    ranks = doc["sensitivity"]
+    loss7, loss8 = ({n["node"]: n["loss"] for n in ranks[v]["nodes"]} for v in ("qint8-7bit", "qint8"))
+    weighted = {n["node"] for n in ranks["qint8-7bit"]["nodes"] if n["op_type"] == "MatMul"}
+
+    def level(b: dict, node: str) -> int:
+        return 0 if node in b["float_nodes"] else 8 if node in b["full_range_nodes"] else 7
+
+    before: dict = {"float_nodes": [], "full_range_nodes": []}
+    for b in steps:
+        [moved] = [n for n in loss7 if level(b, n) != level(before, n)]
+        current = {n: loss7[n] if level(before, n) == 7 else loss8[n] for n in loss7 if level(before, n)}
+        assert current[moved] == max(current.values())
+        assert level(b, moved) == (8 if level(before, moved) == 7 and moved in weighted else 0)
+        before = b
+    assert set(ranks) == {"qint8-7bit", "qint8"}  # a 7-bit start is ranked at 8 bits too (test_the_climb_by_hand: the climb)
+    # a step is evaluated exactly when its screen does not fail, and the loop stops at the first gate pass
+    assert steps[-1]["variant"] == rec
     assert all((b["gate"] is None) == (b["screen"]["outcome"] == "fail") for b in steps)
     # each step carries the screen's per-task prediction and interval, judged against the gate's max drop (0 here)
     for b in steps:
@@ -190,3 +205,22 @@ def test_front_and_recommendation_by_hand() -> None:
     assert [p.variant for p in front(points)] == ["a", "b", "float32"]
     assert recommend(points) is good
     assert recommend([fast_bad]) is None
+
+
+def test_the_climb_by_hand() -> None:
+    """A node with weights goes 7-bit -> 8-bit -> float, one without straight to float; the largest current loss moves
+    first; the climb stops before a step would exceed the float budget."""
+    from evalsuite.tune.ladder import climb, to_float
+
+    loss7 = {"ffn0": 0.09, "att": 0.05, "ffn2": 0.03, "q": 0.002}
+    loss8 = {"ffn0": 0.04, "att": 0.05, "ffn2": 0.001, "q": 0.0005}
+    steps = [(s.float_nodes, s.full_range, s.moved) for s in climb(loss7, loss8, {"ffn0", "ffn2", "q"}, max_float=3)]
+    assert steps == [
+        ((), ("ffn0",), "ffn0"),                              # 0.09 at 7 bits
+        (("att",), ("ffn0",), "att"),                          # 0.05 > ffn0's 0.04 at 8 bits; no weights: float
+        (("att", "ffn0"), (), "ffn0"),                         # 0.04 at 8 bits
+        (("att", "ffn0"), ("ffn2",), "ffn2"),                  # 0.03
+        (("att", "ffn0"), ("ffn2", "q"), "q"),                 # 0.002 > ffn2's 0.001 at 8 bits
+        (("att", "ffn0", "ffn2"), ("q",), "ffn2"),             # 0.001; then q to float would be a fourth float node
+    ]
+    assert [s.float_nodes for s in to_float(["a", "b", "c"], 2)] == [("a",), ("a", "b")]

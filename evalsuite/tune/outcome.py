@@ -60,7 +60,8 @@ class TuneOutcome:
         builds = []
         for name, b in self.found.builds.items():
             builds.append({
-                "variant": name, "base": b.base, "float_nodes": list(b.float_nodes), "config_file": b.config_file,
+                "variant": name, "base": b.base, "float_nodes": list(b.float_nodes),
+                "full_range_nodes": list(b.full_range), "config_file": b.config_file,
                 "screen": b.screen.to_dict() if b.screen else None,
                 "gate": None if b.verdict is None else {"outcome": b.verdict.outcome, "reason": b.verdict.reason, "checks": [
                     {"scope": c.scope, "outcome": c.outcome, "decides": c.decides, "limit": c.limit, "ndcg_at_10": c.comparison.mean_variant,
@@ -88,13 +89,14 @@ class TuneOutcome:
         g = self.cfg.gate
         out = [f"tune {self.found.source.model_id} on {', '.join(self.found.tasks)}: {g.describe()}; speed at "
                f"{g.speed_length} tokens, batch {g.speed_batch}",
-               f"{'build':<26} {'gate':<12} {'worst delta':>11} {'speedup':>8} {'of base':>7} {'MB':>6}  front  float nodes"]
+               f"{'build':<26} {'gate':<12} {'worst delta':>11} {'speedup':>8} {'of base':>7} {'MB':>6}  front  float nodes"
+               "  8-bit nodes"]
         on_front = {p.variant for p in self.front}
         speed = self.speedups
         for p in sorted(self.points, key=lambda p: (-p.speedup, p.variant)):
             kept = f"{100 * p.speedup / speed[p.base]:>6.1f}%" if p.base != p.variant and p.base in speed else f"{'':>7}"
             out.append(f"{p.variant:<26} {p.gate:<12} {p.worst_delta:>+11.4f} {p.speedup:>7.2f}x {kept} {p.size_bytes / 1e6:>6.1f}  "
-                       f"{'yes' if p.variant in on_front else '':<5}  {len(p.float_nodes)}")
+                       f"{'yes' if p.variant in on_front else '':<5}  {len(p.float_nodes):>11}  {len(p.full_range):>11}")
         rec = self.recommended
         if rec is None:
             out.append("no build passes the gate")
@@ -102,7 +104,8 @@ class TuneOutcome:
             build = self.found.builds[rec.variant]
             assert build.verdict is not None
             out.append(f"recommended: {rec.variant} ({rec.speedup:.2f}x Float32, {rec.size_bytes / 1e6:.1f} MB, "
-                       f"{len(rec.float_nodes)} node(s) in float{': ' + ', '.join(rec.float_nodes) if rec.float_nodes else ''})")
+                       f"{len(rec.float_nodes)} node(s) in float{': ' + ', '.join(rec.float_nodes) if rec.float_nodes else ''}"
+                       f"{'; 8-bit weights: ' + ', '.join(rec.full_range) if rec.full_range else ''})")
             out.extend("  " + c.line() for c in build.verdict.checks)
         out.extend(f"screened out, not evaluated: {b.screen.reason}" for b in self.found.builds.values()
                    if b.verdict is None and b.screen is not None and b.screen.outcome == "fail")
@@ -134,7 +137,8 @@ def tune(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = No
             assert b.verdict is not None
             worst = min(c.comparison.mean_delta for c in b.verdict.checks if c.scope != "mean")
             cell = bench.cell(name, cfg.gate.speed_length, cfg.gate.speed_batch)
-            points.append(Point(name, b.base, b.float_nodes, b.verdict.outcome, worst, cell.speedup, bench.variants[name].size_bytes))
+            points.append(Point(name, b.base, b.float_nodes, b.verdict.outcome, worst, cell.speedup, bench.variants[name].size_bytes,
+                                b.full_range))
     outcome = TuneOutcome(cfg, found, bench, points, command, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     atomic_write_json(_folder(cfg, found) / "tune.json", outcome.to_dict())
     return outcome

@@ -28,9 +28,10 @@ class Point:
     worst_delta: float  # the lowest per-task mean NDCG@10 delta against Float32
     speedup: float  # Float32 median / this build's median at the bench point
     size_bytes: int
+    full_range: tuple[str, ...] = ()  # nodes of a -7bit base with 8-bit weights
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "float_nodes": list(self.float_nodes)}
+        return {**asdict(self), "float_nodes": list(self.float_nodes), "full_range": list(self.full_range)}
 
 
 def dominates(a: Point, b: Point) -> bool:

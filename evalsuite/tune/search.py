@@ -9,10 +9,12 @@ screen predicts the gate's per-task point rule; under another rule or scope noth
    ``qint8-7bit``) is screened; with a stored full result it is gated on it (the gate wins over the screen),
    without one a screen ``fail`` counts as a fail and no full evaluation is spent, else it is evaluated and gated.
    A candidate that does not fail is kept as it is.
-2. A dynamic int8 candidate that fails gets its nodes ranked (:mod:`sensitivity`); tune keeps the top k in float
-   (``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``) for k = 1, 2, ... and screens each build: on a screen
-   ``fail`` it adds the next node without a full evaluation, otherwise it evaluates the build in full and judges it
-   with the gate; on a gate fail it adds the next node.
+2. A dynamic int8 candidate that fails gets its nodes ranked (:mod:`sensitivity`) and climbs a ladder of builds
+   (:mod:`ladder`, ``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``): the top k nodes in float for
+   k = 1, 2, ...; for a ``-7bit`` candidate, also ranked at 8 bits, a greedy climb where the most harmful node
+   first gets 8-bit weights (free on VNNI) and goes to float only if it still hurts. Each build is screened: on a
+   screen ``fail`` tune takes the next step without a full evaluation, otherwise it evaluates the build in full and
+   judges it with the gate; on a gate fail it takes the next step.
 3. Float32, the evaluated builds and their start candidates are timed side by side with ``bench`` at the gate's
    speed point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
 
@@ -46,7 +48,8 @@ from evalsuite.screen import Screener, ScreenResult, ScreenSample
 from evalsuite.tune.sample import DEFAULT_DOCUMENTS, DEFAULT_QUERIES, TextSample, draw_sample
 from evalsuite.tune.sensitivity import Sensitivity, rank_nodes
 from evalsuite.variants import BASELINE, VariantSpec
-from evalsuite.variants.float_nodes import MixedConfig, with_float_nodes
+from evalsuite.tune import ladder
+from evalsuite.variants.float_nodes import MixedConfig, has_weight, with_float_nodes
 
 Say = Callable[[str], None]
 
@@ -88,6 +91,7 @@ class Build:
     base: str
     float_nodes: tuple[str, ...] = ()
     config_file: str | None = None
+    full_range: tuple[str, ...] = ()  # nodes of a -7bit start whose weights keep 8 bits
     screen: ScreenResult | None = None
     verdict: Verdict | None = None
     size_bytes: int | None = None
@@ -175,25 +179,31 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
             continue
         if done.sample is None:
             done.sample = draw_sample(task_specs, cfg.data_dir, cfg.sample_queries, cfg.sample_documents)
-        say(f"ranking the nodes of {start.name} by sensitivity ({len(done.sample.queries) + len(done.sample.documents)} texts)")
-        ranking = rank_nodes(source, start, done.sample, cfg.cache_dir, say,
-                             None if progress is None else lambda i, n: progress(start.name, "sensitivity", i, n))
-        done.rankings[start.name] = ranking
+        for spec in (start, _eight_bit(start)) if start.settings.get("reduce_range") else (start,):
+            say(f"ranking the nodes of {spec.name} by sensitivity ({len(done.sample.queries) + len(done.sample.documents)} texts)")
+            done.rankings[spec.name] = rank_nodes(source, spec, done.sample, cfg.cache_dir, say, None if progress is None
+                                                  else lambda i, n, name=spec.name: progress(name, "sensitivity", i, n))
+        ranking = done.rankings[start.name]
         _fall_back(cfg, done, start, ranking, screen, evaluate, clock)
     return done
 
 
 def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, screen: Callable[[Build], bool],
                evaluate: Callable[[VariantSpec], Verdict], clock: _Clock) -> None:
-    """Keep the top k nodes of ``ranking`` in float, k = 1, 2, ..., screening first and confirming with the gate.
+    """Climb the ladder of ``start`` (:mod:`ladder`): each build is screened first and confirmed with the gate.
     ``screen(build)`` records the build's screen and says whether it replaces the full evaluation (a fail)."""
     from evalsuite.build import build_variant
 
-    for k in range(1, min(cfg.max_nodes, len(ranking.ranked)) + 1):
-        nodes = tuple(ranking.top(k))
-        mixed = _config(done.source, start, nodes, ranking, k)
+    eight = done.rankings.get(_eight_bit(start).name) if start.settings.get("reduce_range") else None
+    if eight is None:
+        steps = ladder.to_float(ranking.top(len(ranking.ranked)), cfg.max_nodes)
+    else:
+        steps = ladder.climb({n.node: n.loss for n in ranking.ranked}, {n.node: n.loss for n in eight.ranked},
+                             {n.node for n in ranking.ranked if has_weight(n.op_type)}, cfg.max_nodes)
+    for k, step in enumerate(steps, 1):
+        mixed = _config(done.source, start, step, ranking, eight, k)
         spec = with_float_nodes(start, mixed.name)
-        build = Build(spec.name, start.name, nodes, f"configs/mixed/{mixed.name}.yaml")
+        build = Build(spec.name, start.name, step.float_nodes, f"configs/mixed/{mixed.name}.yaml", full_range=step.full_range)
         done.builds[spec.name] = build
         mixed.write()  # the screen builds the variant, which reads its config file
         build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
@@ -210,20 +220,34 @@ def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensi
     done.notes.append(f"{start.name}: no build with at most {cfg.max_nodes} float nodes passed the gate")
 
 
+def _eight_bit(spec: VariantSpec) -> VariantSpec:
+    """``spec`` with 8-bit weights (``qint8-7bit`` -> ``qint8``): where a 7-bit start's nodes can go before float."""
+    return VariantSpec(spec.dtype, {**dict(spec.options), "reduce_range": False}, spec.opt_level)
+
+
 def _disagree(done: Search, build: Build) -> None:
     """A note when the gate on full results passes a build the screen failed (the gate decides)."""
     if build.screen is not None and build.verdict is not None and build.screen.outcome == "fail" and build.verdict.outcome != "fail":
         done.notes.append(f"{build.variant}: the screen predicted fail, the gate on full results says {build.verdict.outcome}")
 
 
-def _config(source: ModelSource, start: VariantSpec, nodes: tuple[str, ...], ranking: Sensitivity, k: int) -> MixedConfig:
-    """The config of ``start`` with ``nodes`` in float, named by its content (the same nodes give the same name)."""
-    name = "f" + sha256_text(source.weights_sha256, start.name, *sorted(nodes))[:8]
-    chosen = {"method": f"top {k} of the per-node sensitivity ranking of {start.name} (loss = 1 - mean cosine to Float32)",
-              "sample": ranking.sample.describe(),
-              "losses": {n.node: round(n.loss, 6) for n in ranking.ranked[:k]},
-              "tool": "evalsuite tune"}
-    return MixedConfig(name, source.model_id, source.weights_sha256, start.name, nodes, chosen)
+def _config(source: ModelSource, start: VariantSpec, step: ladder.Step, ranking: Sensitivity, eight: Sensitivity | None,
+            k: int) -> MixedConfig:
+    """The config of ``start`` at ladder step ``k``, named by its content (the same node sets give the same name)."""
+    full = ("full_range", *sorted(step.full_range)) if step.full_range else ()
+    name = "f" + sha256_text(source.weights_sha256, start.name, *sorted(step.float_nodes), *full)[:8]
+    loss7 = {n.node: round(n.loss, 6) for n in ranking.ranked}
+    if eight is None:
+        method = f"top {k} of the per-node sensitivity ranking of {start.name} (loss = 1 - mean cosine to Float32)"
+        losses: dict[str, object] = {n: loss7[n] for n in step.float_nodes}
+    else:
+        method = (f"step {k} of the greedy climb over the per-node sensitivity rankings of {start.name} and {eight.variant} "
+                  f"(loss = 1 - mean cosine to Float32): each step moves the node with the largest loss at its current "
+                  f"precision one step up, 7-bit -> 8-bit weights -> float")
+        loss8 = {n.node: round(n.loss, 6) for n in eight.ranked}
+        losses = {n: {"7bit": loss7[n], "8bit": loss8.get(n)} for n in (*step.float_nodes, *step.full_range)}
+    chosen = {"method": method, "sample": ranking.sample.describe(), "losses": losses, "tool": "evalsuite tune"}
+    return MixedConfig(name, source.model_id, source.weights_sha256, start.name, step.float_nodes, chosen, step.full_range)
 
 
 def _sweep(cfg: TuneConfig, spec: VariantSpec) -> SweepConfig:

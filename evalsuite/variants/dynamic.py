@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,14 +46,16 @@ class Dynamic(VariantKind):
             quantize(spec, parent, out)
             return {}
         graph = onnx.load(str(parent), load_external_data=False)
-        float_nodes.check_nodes(mixed, float_nodes.quantizable_nodes(graph), {n.name for n in graph.graph.node})
-        quantize(spec, parent, out, exclude=mixed.nodes)
-        return {"float_nodes": sorted(mixed.nodes)}
+        float_nodes.check_nodes(mixed, float_nodes.quantizable_nodes(graph), {n.name for n in graph.graph.node}, graph)
+        full_range = float_nodes.weight_inputs(graph, mixed.full_range)
+        quantize(spec, parent, out, exclude=mixed.nodes, full_range_weights=full_range.values())
+        return {"float_nodes": sorted(mixed.nodes)} | ({"full_range_nodes": sorted(full_range)} if full_range else {})
 
 
 def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[str] = (),
-             only: Sequence[str] | None = None) -> None:
-    """``quantize_dynamic`` with the settings of ``spec``; ``exclude`` nodes stay float, ``only`` quantizes just those.
+             only: Sequence[str] | None = None, full_range_weights: Iterable[str] = ()) -> None:
+    """``quantize_dynamic`` with the settings of ``spec``; ``exclude`` nodes stay float, ``only`` quantizes just those,
+    and the ``full_range_weights`` initializers keep 8 bits under ``-7bit``.
 
     Example:
         >>> quantize(VariantSpec.parse("qint8-7bit"), parent, out, only=["Attention_0"])  # doctest: +SKIP
@@ -66,6 +68,7 @@ def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[st
     # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
     # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
     local = out.with_name("parent.onnx")
+    full_range = {w: [{"reduce_range": False}] for w in full_range_weights}
     with reporting_full_disk(out):
         shutil.copyfile(parent, local)
         quantize_dynamic(
@@ -73,6 +76,6 @@ def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[st
             per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
             nodes_to_exclude=list(exclude), nodes_to_quantize=list(only) if only is not None else [],
             # Fused contrib ops (BiasGelu, Attention) have no ONNX shape inference; their outputs are float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT} | ({"TensorQuantOverrides": full_range} if full_range else {}),
         )
     local.unlink()

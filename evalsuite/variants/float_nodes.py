@@ -11,7 +11,11 @@ working directory), which says which model it belongs to, the base variant (``qi
     - /model/encoder/layer.0/output/dense/MatMul
     chosen_by: {method: sensitivity, ...}
 
-The node set (sorted, one name per line) is part of the artifact's cache key, so editing the file rebuilds the
+A ``-7bit`` base may also list ``full_range_nodes``: nodes that stay int8 but whose weights keep all 8 bits
+(onnxruntime's per-tensor ``reduce_range`` override). They cost no speed on a VNNI CPU, where 7-bit weights buy
+nothing; on an AVX2 CPU without VNNI their u8s8 products may saturate again, which is what 7 bits avoid.
+
+The node sets (sorted, one name per line) are part of the artifact's cache key, so editing the file rebuilds the
 variant and every result of it. onnxruntime silently ignores a ``nodes_to_exclude`` name it does not know, so a
 name that is not a quantizable node of the parent graph is an error naming the file and the name.
 
@@ -24,6 +28,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
 FLOAT_NODES = Option("float_nodes", "float nodes", "mixed precision: keep the nodes listed in configs/mixed/<NAME>.yaml in float",
                      prefix="x", default=None)
 MIXED_DIR = Path("configs") / "mixed"
-_KEYS = ("model", "weights_sha256", "base", "nodes", "chosen_by")
+_KEYS = ("model", "weights_sha256", "base", "nodes", "full_range_nodes", "chosen_by")
 # Op types onnxruntime's dynamic (IntegerOps) quantizer rewrites, and which input must be a constant for it to do so.
 _WEIGHT_INPUT = {"MatMul": 1, "Gather": 0, "Conv": 1}
 _ALWAYS = {"EmbedLayerNormalization", "LSTM"}
@@ -51,7 +56,8 @@ _ALWAYS = {"EmbedLayerNormalization", "LSTM"}
 
 @dataclass(frozen=True)
 class MixedConfig:
-    """One ``configs/mixed/<name>.yaml``: the nodes of ``base`` kept in float, for one model's weights."""
+    """One ``configs/mixed/<name>.yaml``: the nodes of ``base`` kept in float (and, for a ``-7bit`` base, the nodes
+    whose weights keep 8 bits), for one model's weights."""
 
     name: str
     model: str
@@ -59,18 +65,20 @@ class MixedConfig:
     base: str
     nodes: tuple[str, ...]
     chosen_by: dict[str, Any] = field(default_factory=dict)
+    full_range: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
         return config_path(self.name)
 
-    def canonical(self) -> str:
-        """The node set as the cache key sees it: sorted names, one per line (order and comments do not count)."""
-        return "\n".join(sorted(self.nodes))
+    def key(self) -> tuple[str, ...]:
+        """The node sets as the cache key sees them: sorted names, one per line (order and comments do not count)."""
+        key = (f"float_nodes={chr(10).join(sorted(self.nodes))}",)
+        return key + ((f"full_range_nodes={chr(10).join(sorted(self.full_range))}",) if self.full_range else ())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "weights_sha256": self.weights_sha256, "base": self.base, "nodes": list(self.nodes),
-                "chosen_by": self.chosen_by}
+        doc = {"model": self.model, "weights_sha256": self.weights_sha256, "base": self.base, "nodes": list(self.nodes)}
+        return doc | ({"full_range_nodes": list(self.full_range)} if self.full_range else {}) | {"chosen_by": self.chosen_by}
 
     def write(self, root: Path | None = None) -> Path:
         """Write the file (atomically) under ``root`` (default: the working directory); returns its path."""
@@ -90,11 +98,12 @@ def load_config(name: str) -> MixedConfig:
     if not path.is_file():
         raise EvalsuiteError(f"{path}: no such file; -x{name} names configs/mixed/{name}.yaml in the working directory "
                              f"(written by evalsuite tune)")
-    doc = load_yaml_mapping(path, _KEYS, "mixed-precision config", required=("base", "nodes"))
-    nodes = doc["nodes"]
-    if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n.strip() for n in nodes):
+    doc = load_yaml_mapping(path, _KEYS, "mixed-precision config", required=("base",))
+    nodes, full_range = (_names(path, doc, key) for key in ("nodes", "full_range_nodes"))
+    if not nodes and not full_range:
         raise EvalsuiteError(f"{path}: nodes must be a non-empty list of node names")
-    twice = next((n for i, n in enumerate(nodes) if n in nodes[:i]), None)
+    listed = nodes + full_range
+    twice = next((n for i, n in enumerate(listed) if n in listed[:i]), None)
     if twice is not None:
         raise EvalsuiteError(f"{path}: node {twice!r} is listed twice")
     for key in ("model", "weights_sha256", "base"):
@@ -103,7 +112,15 @@ def load_config(name: str) -> MixedConfig:
     chosen = doc.get("chosen_by") or {}
     if not isinstance(chosen, dict):
         raise EvalsuiteError(f"{path}: chosen_by must be a mapping")
-    return MixedConfig(name, doc.get("model", ""), doc.get("weights_sha256", ""), doc["base"], tuple(nodes), chosen)
+    return MixedConfig(name, doc.get("model", ""), doc.get("weights_sha256", ""), doc["base"], tuple(nodes), chosen,
+                       tuple(full_range))
+
+
+def _names(path: Path, doc: dict[str, Any], key: str) -> list[str]:
+    names = doc.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise EvalsuiteError(f"{path}: {key} must be a list of node names")
+    return names
 
 
 def base_of(spec: VariantSpec) -> VariantSpec:
@@ -134,6 +151,8 @@ def mixed_config(source: ModelSource, spec: VariantSpec) -> MixedConfig | None:
         raise EvalsuiteError(f"{cfg.path}: base: {exc}") from None
     if file_base != base:
         raise EvalsuiteError(f"{cfg.path}: base is {cfg.base!r}, but {spec.name} takes its nodes out of {base!r}")
+    if cfg.full_range and not spec.settings.get("reduce_range"):
+        raise EvalsuiteError(f"{cfg.path}: full_range_nodes keep 8-bit weights in a -7bit base; {base} has 8-bit weights already")
     if cfg.weights_sha256 and cfg.weights_sha256 != source.weights_sha256:
         raise EvalsuiteError(f"{cfg.path}: written for weights {cfg.weights_sha256[:12]}... ({cfg.model or 'another model'}), "
                              f"not {source.model_id} ({source.weights_sha256[:12]}...)")
@@ -143,7 +162,7 @@ def mixed_config(source: ModelSource, spec: VariantSpec) -> MixedConfig | None:
 def key_extras(source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
     """The node set as part of the cache key (empty without ``-x<NAME>``, so existing keys stay the same)."""
     cfg = mixed_config(source, spec)
-    return () if cfg is None else (f"float_nodes={cfg.canonical()}",)
+    return () if cfg is None else cfg.key()
 
 
 def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
@@ -169,9 +188,27 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     return out
 
 
-def check_nodes(cfg: MixedConfig, quantizable: list[str], all_names: set[str]) -> None:
-    """Every listed node must be a quantizable node of the parent graph (onnxruntime would ignore it silently)."""
-    for name in cfg.nodes:
+def has_weight(op_type: str) -> bool:
+    """Whether a quantizable node of this op type has a constant weight input (so it can keep 8-bit weights)."""
+    return op_type in _WEIGHT_INPUT
+
+
+def weight_inputs(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, str]:
+    """The constant weight input of each named node (what onnxruntime's per-tensor overrides are keyed by)."""
+    by_name = {n.name: n for n in model.graph.node}
+    return {name: by_name[name].input[_WEIGHT_INPUT[by_name[name].op_type]] for name in names}
+
+
+def check_nodes(cfg: MixedConfig, quantizable: list[str], all_names: set[str], model: onnx.ModelProto | None = None) -> None:
+    """Every listed node must be a quantizable node of the parent graph (onnxruntime would ignore it silently), and a
+    full-range node one with a weight input (an override names a weight)."""
+    if model is not None:
+        ops = {n.name: n.op_type for n in model.graph.node}
+        for name in cfg.full_range:
+            if name in ops and ops[name] not in _WEIGHT_INPUT:
+                raise EvalsuiteError(f"{cfg.path}: full_range_nodes: {name!r} ({ops[name]}) has no weight input; only "
+                                     f"{', '.join(_WEIGHT_INPUT)} nodes have weights to keep in 8 bits")
+    for name in cfg.nodes + cfg.full_range:
         if name not in quantizable:
             what = "is not a node the quantizer rewrites" if name in all_names else "is not a node of the optimized graph"
             raise EvalsuiteError(f"{cfg.path}: node {name!r} {what} of {cfg.base} ({len(quantizable)} quantizable nodes; "

@@ -19,6 +19,7 @@ on SciFact, and 2 x 14 minutes for the seed sweep):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -28,6 +29,7 @@ from typing import Annotated, Optional
 import typer
 
 from evalsuite.build import build_variant
+from evalsuite.machine import cpu_info, versions
 from evalsuite.models import DEFAULT_MODEL, resolve_model
 from evalsuite.run import SweepConfig, SweepReport, run_sweep
 from evalsuite.run.ray_executor import RayExecutor, RayOptions
@@ -105,7 +107,8 @@ def main(
     if output:
         output.write_text(json.dumps({"variants": [s.name for s in specs], "tasks": tasks, "actors": actors,
                                       "threads_per_actor": threads_per_actor, "local_threads": local_threads,
-                                      "rows": rows, "same_shards": same_shards, "wall_s": timed}, indent=1))
+                                      "rows": rows, "same_shards": same_shards, "wall_s": timed, "machine": cpu_info(),
+                                      "versions": versions(), "load_average_after": os.getloadavg()}, indent=1))
     raise typer.Exit(0 if same_everywhere and same_shards else 1)
 
 

@@ -57,9 +57,11 @@ def test_names_round_trip(name: str) -> None:
 
 def test_settings_read_from_names() -> None:
     assert VariantSpec.parse("static8-pc-pct-qop").settings == {
-        "per_channel": True, "calibrate_method": "percentile", "quant_format": "qoperator", "calibration": "default"}
+        "per_channel": True, "calibrate_method": "percentile", "quant_format": "qoperator", "calibration": "default",
+        "float_nodes": None}
     assert VariantSpec.parse("static8").settings == {"per_channel": False, "calibrate_method": "minmax",
-                                                     "quant_format": "qdq", "calibration": "default"}
+                                                     "quant_format": "qdq", "calibration": "default", "float_nodes": None}
+    assert VariantSpec.parse("static8-pc-pct-xmine").settings["float_nodes"] == "mine"
     assert VariantSpec.parse("static8-caldefault").name == "static8"
     assert VariantSpec.parse("static8-pc-calmine2").settings["calibration"] == "mine2"
     assert VariantSpec.parse("int4-b16-asym-acc4").settings == {"block_size": 16, "asymmetric": True, "accuracy_level": 4}
@@ -131,6 +133,30 @@ def test_static_qdq_quantizes_every_weight_matmul_and_keeps_side_inputs_float(ti
     # Per-channel: one weight scale per output column.
     scale = {i.name: numpy_helper.to_array(i) for i in graph.initializer}[weight_dq[0].input[1]]
     assert scale.shape == (numpy_helper.to_array(next(i for i in parent.initializer if i.name == matmuls[0].input[1])).shape[1],)
+
+
+def test_static_keeps_the_mixed_config_nodes_in_float(tiny_source, shared_cache, baseline, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """static8-pc-x<NAME>: the listed MatMul reads its float weight and its float input; the others stay quantized."""
+    from evalsuite.variants.float_nodes import MixedConfig
+
+    monkeypatch.chdir(tmp_path)
+    matmuls = _weight_matmuls(_graph(baseline[0].path))
+    keep = matmuls[-1].name
+    MixedConfig("last", tiny_source.model_id, tiny_source.weights_sha256, "static8-pc", (keep,)).write()
+    art = build_variant(tiny_source, VariantSpec.parse("static8-pc-xlast"), shared_cache)
+    graph = _graph(art.path)
+    constants = {i.name for i in graph.initializer}
+    dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    kept = next(n for n in graph.node if n.name == keep)
+    assert kept.op_type == "MatMul" and kept.input[1] in constants and not set(kept.input) & dq
+    weight_dq = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants]
+    assert len(weight_dq) == len(matmuls) - 1
+    assert art.meta["float_nodes"] == [keep]
+    plain = build_variant(tiny_source, VariantSpec.parse("static8-pc"), shared_cache)
+    assert art.sha256 != plain.sha256
+    MixedConfig("bad", tiny_source.model_id, tiny_source.weights_sha256, "static8-pc", ("Attention_0",)).write()
+    with pytest.raises(EvalsuiteError, match="configs/mixed/bad.yaml: node 'Attention_0' is not a node the quantizer rewrites"):
+        build_variant(tiny_source, VariantSpec.parse("static8-pc-xbad"), shared_cache)
 
 
 def test_static_qoperator_uses_qlinearmatmul(tiny_source, shared_cache, baseline) -> None:  # noqa: ANN001

@@ -190,7 +190,7 @@ def test_valued_option_round_trips(valued_kind: None) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("vq8-x", "cannot parse variant 'vq8-x'"),          # a prefix with no value
     ("vq8-xa-pc", "did you mean 'vq8-pc-xa'"),            # options in canonical order only
-    ("float16-xa", "-xa applies to qint8/quint8/vq8 only, not float16"),
+    ("float16-xa", "-xa applies to qint8/quint8/static8/vq8 only, not float16"),
 ])
 def test_valued_option_errors(valued_kind: None, text: str, message: str) -> None:
     with pytest.raises(EvalsuiteError, match=re.escape(message)):

@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from evalsuite.models import ModelSource
     from evalsuite.variants.spec import VariantSpec
 
-FLOAT_NODES = Option("float_nodes", "float nodes", "mixed precision: keep the nodes listed in configs/mixed/<NAME>.yaml in float",
+FLOAT_NODES = Option("float_nodes", "float nodes", "mixed precision: keep the nodes listed in configs/mixed/<NAME>.yaml in float "
+                     "(under -7bit, its full_range_nodes keep 8-bit weights)",
                      prefix="x", default=None)
 MIXED_DIR = Path("configs") / "mixed"
 _KEYS = ("model", "weights_sha256", "base", "nodes", "full_range_nodes", "chosen_by")

@@ -7,7 +7,8 @@ dynamic quantization. An embedding therefore does not depend on its batch neighb
 Options: ``-pc`` per-channel weight scales; ``-entropy`` / ``-pct`` the Entropy or Percentile (99.999) calibrator
 instead of MinMax; ``-qop`` QOperator format (QLinearMatMul) instead of QDQ; ``-cal<NAME>`` calibrates on
 ``configs/calibration/<NAME>.txt`` (working directory, one text per line) instead of the packaged default, 256
-paragraphs of Python's documentation (see :mod:`evalsuite.variants._calibration`; never the evaluation texts).
+paragraphs of Python's documentation (see :mod:`evalsuite.variants._calibration`; never the evaluation texts);
+``-x<NAME>`` keeps the MatMuls listed in ``configs/mixed/<NAME>.yaml`` in float (see :mod:`float_nodes`).
 
 How it is built (each step fixes a measured pitfall, docs/research/quantization-kinds.md):
 
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
+from evalsuite.variants import float_nodes
 from evalsuite.variants._calibration import DEFAULT, USER_DIR, FeedReader, calibration_feeds, load_calibration
 from evalsuite.variants.registry import Option, VariantKind, register
 
@@ -62,6 +64,7 @@ class StaticInt8(VariantKind):
                {"qop": "qoperator"}, default="qdq"),
         Option("calibration", "calib-texts", f"static8 calibration texts {USER_DIR}/<NAME>.txt, one per line "
                "(default: packaged prose from Python's docs)", prefix="cal", default=DEFAULT),
+        float_nodes.FLOAT_NODES,
     )
     in_all = False  # its own `static` set instead
     sets = {"static": ("static8-pc", "static8-pc-entropy", "static8-pc-pct", "static8-pc-qop", "static8")}
@@ -69,7 +72,8 @@ class StaticInt8(VariantKind):
     def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
         s = source.settings  # how calibration texts are tokenized
         cal = load_calibration(spec.settings["calibration"])
-        return (*cal.identity(), str(s.max_seq_length), str(s.lowercase), s.document_prefix)
+        return (*cal.identity(), str(s.max_seq_length), str(s.lowercase), s.document_prefix,
+                *float_nodes.key_extras(source, spec))
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx
@@ -80,6 +84,11 @@ class StaticInt8(VariantKind):
         cal = load_calibration(settings["calibration"])
         pre = out.with_name("pre.onnx")
         model = onnx.load(str(parent))
+        mixed = float_nodes.mixed_config(source, spec)
+        if mixed is not None:
+            constants = {i.name for i in model.graph.initializer}
+            weighted = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+            float_nodes.check_nodes(mixed, weighted, {n.name for n in model.graph.node})
         feeds = calibration_feeds(source, cal, [i.name for i in model.graph.input])
         started = time.perf_counter()
         with reporting_full_disk(out), _quiet():
@@ -87,7 +96,7 @@ class StaticInt8(VariantKind):
             quantize_static(
                 str(pre), str(out), FeedReader(feeds),
                 quant_format=QuantFormat.QDQ if settings["quant_format"] == "qdq" else QuantFormat.QOperator,
-                op_types_to_quantize=["MatMul"], nodes_to_exclude=variable_matmuls(model),
+                op_types_to_quantize=["MatMul"], nodes_to_exclude=variable_matmuls(model) + list(mixed.nodes if mixed else ()),
                 per_channel=settings["per_channel"], reduce_range=False,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -99,7 +108,7 @@ class StaticInt8(VariantKind):
         pre.unlink()
         return {"calibration": {**cal.to_dict(), "max_seq_length": source.settings.max_seq_length,
                                 "seconds": round(time.perf_counter() - started, 2)},
-                "float_side_inputs": rewired}
+                "float_side_inputs": rewired} | ({"float_nodes": sorted(mixed.nodes)} if mixed else {})
 
 
 def variable_matmuls(model) -> list[str]:  # noqa: ANN001

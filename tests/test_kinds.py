@@ -341,3 +341,32 @@ def test_readme_batch_independence_table_is_the_committed_benchmark() -> None:
     expected = [[f"`{r['variant']}`", f"{r['max_abs_diff']:.2g}", f"{r['texts_over_1e-6']} / {r['texts']}",
                  f"{r['mean_cos_float32']:.5f}", f"{r['min_cos_float32']:.5f}"] for r in bench["rows"]]
     assert rows == expected
+
+
+def test_readme_kinds_quality_table_is_the_report_of_results_kinds(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """README's static8/int4 NDCG@10 table, cell for cell, as `evalsuite report` prints it from results/kinds/, and
+    its per-task deltas from the committed per-query scores."""
+    import json
+
+    from tests.test_report import md_rows, run_cli
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("- **NDCG@10 on SciFact and NFCorpus**"):]
+    section = section[:section.index("\n## ")]
+    code, printed, err = run_cli(monkeypatch, capsys, "report", "--format", "md", "--results-dir", str(repo / "results" / "kinds"),
+                                 "--model", "sentence-transformers/all-MiniLM-L6-v2")
+    assert code == 0, err
+    readme, report = md_rows(section), md_rows(printed)
+    columns = [report[0].index(c) for c in readme[0]]
+    assert [[row[i] for i in columns] for row in report if row[0] in {r[0] for r in readme[2:]}] == readme[2:]
+    folder = repo / "results" / "kinds" / "sentence-transformers__all-MiniLM-L6-v2"
+
+    def mean(variant: str, task: str) -> float:
+        scores = json.loads((folder / task / f"{variant}.json").read_text())["per_query_ndcg_at_10"]
+        return sum(scores.values()) / len(scores)
+
+    deltas = {v: [mean(v, t) - mean("float32", t) for t in ("SciFact", "NFCorpus")] for v in ("static8-pc-pct", "int4-b16")}
+    prose = " ".join(section.split())
+    assert (f"static8-pc-pct moves SciFact by {deltas['static8-pc-pct'][0]:+.4f} and NFCorpus by {deltas['static8-pc-pct'][1]:+.4f}; "
+            f"int4-b16 by {deltas['int4-b16'][0]:+.4f} and {deltas['int4-b16'][1]:+.4f}") in prose

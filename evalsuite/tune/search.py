@@ -236,16 +236,16 @@ def _config(source: ModelSource, start: VariantSpec, step: ladder.Step, ranking:
     """The config of ``start`` at ladder step ``k``, named by its content (the same node sets give the same name)."""
     full = ("full_range", *sorted(step.full_range)) if step.full_range else ()
     name = "f" + sha256_text(source.weights_sha256, start.name, *sorted(step.float_nodes), *full)[:8]
-    loss7 = {n.node: round(n.loss, 6) for n in ranking.ranked}
+    own = {n.node: round(n.loss, 6) for n in ranking.ranked}  # each node's loss at the start's own precision
     if eight is None:
         method = f"top {k} of the per-node sensitivity ranking of {start.name} (loss = 1 - mean cosine to Float32)"
-        losses: dict[str, object] = {n: loss7[n] for n in step.float_nodes}
+        losses: dict[str, object] = {n: own[n] for n in step.float_nodes}
     else:
         method = (f"step {k} of the greedy climb over the per-node sensitivity rankings of {start.name} and {eight.variant} "
                   f"(loss = 1 - mean cosine to Float32): each step moves the node with the largest loss at its current "
                   f"precision one step up, 7-bit -> 8-bit weights -> float")
         loss8 = {n.node: round(n.loss, 6) for n in eight.ranked}
-        losses = {n: {"7bit": loss7[n], "8bit": loss8.get(n)} for n in (*step.float_nodes, *step.full_range)}
+        losses = {n: {"7bit": own[n], "8bit": loss8.get(n)} for n in (*step.float_nodes, *step.full_range)}
     chosen = {"method": method, "sample": ranking.sample.describe(), "losses": losses, "tool": "evalsuite tune"}
     return MixedConfig(name, source.model_id, source.weights_sha256, start.name, step.float_nodes, chosen, step.full_range)
 

@@ -8,7 +8,12 @@ The candidates' embeddings go to a fresh cache (only the ONNX files and Float32'
 --cache-dir), so each screen embeds its sample as it would the first time; Float32 costs a file read, as the
 brief of the screen assumes (its first load on a machine tokenizes the tasks once and is reported separately).
 
-    python benchmarks/screen_check.py --data-dir ../shared/data/beir --output results/screen/all-MiniLM-L6-v2.json
+    python benchmarks/screen_check.py --data-dir ../shared/data/beir --output results/screen/all-MiniLM-L6-v2.json \
+        --results-dir results --results-dir results/kinds --results-dir results/tune
+
+With several ``--results-dir``, every variant with full results in any of them is screened once (each judged on its
+own folder's results, all against the same Float32); run it from the repository root so mixed builds find
+``configs/mixed/``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/beir"))
-    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    parser.add_argument("--results-dir", type=Path, action="append", help="repeatable (default: results)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--warm", action="store_true", help="use --cache-dir for the candidates too (a repeated screen)")
@@ -48,9 +53,15 @@ def main() -> None:
     out = console()
 
     source = resolve_model(args.model)
-    data = load_results(args.results_dir, args.model)
     cfg = GateConfig(max_drop=args.max_drop)
-    variants = [v for v in data.variants() if all(v in data.results[t] for t in data.tasks)]
+    stores = [load_results(folder, args.model) for folder in args.results_dir or [Path("results")]]
+    where = {}  # variant -> the first store that holds its full results
+    for data in stores:
+        for v in data.variants():
+            if all(v in data.results[t] for t in data.tasks) and data.tasks == stores[0].tasks:
+                where.setdefault(v, data)
+    variants = list(where)
+    data = stores[0]
     seed = set(named_sets()["seed"])
     float32 = build_variant(source, BASELINE, args.cache_dir)
     with tempfile.TemporaryDirectory(prefix="screen-cache-") as tmp:
@@ -66,7 +77,7 @@ def main() -> None:
             w, c = time.perf_counter() - w, time.process_time() - c
             if name in seed:
                 seed_wall, seed_cpu = seed_wall + w, seed_cpu + c
-            verdict = judge(compare_variant(data, name, cfg), cfg)
+            verdict = judge(compare_variant(where[name], name, cfg), cfg)
             measured = {t: verdict_delta(verdict, t) for t in data.tasks}
             rows.append({"variant": name, "screen": result.to_dict(), "gate": verdict.outcome, "measured": measured,
                          "measured_macro": sum(measured.values()) / len(measured), "wall_s": w, "cpu_s": c})
@@ -86,7 +97,7 @@ def main() -> None:
     out.print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores; cpu {cpu_info()}")
     if args.output:
         atomic_write_json(args.output, {
-            "model": source.model_id, "max_drop": args.max_drop, "sample": ScreenSample().to_dict(), "cold": not args.warm,
+            "model": source.model_id, "results_dirs": [str(p) for p in args.results_dir or [Path("results")]], "max_drop": args.max_drop, "sample": ScreenSample().to_dict(), "cold": not args.warm,
             "pearson_r": r_value, "contradicted": wrong, "uncertain_seed": uncertain, "seed_wall_s": seed_wall,
             "seed_cpu_s": seed_cpu, "baseline_load_s": baseline_s, "total_wall_s": total_wall, "total_cpu_s": total_cpu,
             "load_average": load, "machine": cpu_info(), "versions": versions(), "rows": rows})

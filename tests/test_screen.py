@@ -231,3 +231,31 @@ def test_cli_json(tiny_model: Path, shared_cache: Path, beir_task) -> None:  # n
     assert task["documents"] == 20 and task["queries"] == 12 and result["sample"]["draws"] == 3
     assert task["predicted_ci"][0] <= task["predicted_delta"] <= task["predicted_ci"][1]
     assert result["outcome"] in ("pass", "fail", "uncertain")
+
+
+def test_readme_screen_evidence_is_the_committed_benchmark() -> None:
+    """README's screen table, cell for cell, and its headline figures from results/screen/all-MiniLM-L6-v2.json."""
+    import json
+
+    from scipy.stats import pearsonr
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Screening a candidate in seconds"):]
+    section = section[:section.index("\n## ")]
+    doc = json.loads((repo / "results" / "screen" / "all-MiniLM-L6-v2.json").read_text())
+
+    def interval(row: dict, task: str) -> str:
+        t = next(x for x in row["screen"]["tasks"] if x["task"] == task)
+        return f"{t['predicted_delta']:+.4f} [{t['predicted_ci'][0]:+.4f}, {t['predicted_ci'][1]:+.4f}]"
+
+    expected = [[r["variant"], interval(r, "NFCorpus"), f"{r['measured']['NFCorpus']:+.4f}", interval(r, "SciFact"),
+                 f"{r['measured']['SciFact']:+.4f}", f"{r['screen']['predicted_macro_delta']:+.4f}", f"{r['measured_macro']:+.4f}",
+                 r["screen"]["outcome"], r["gate"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}"] for r in doc["rows"]]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")][2:]
+    assert rows == expected
+    seed = [r for r in doc["rows"] if r["variant"] in {"float32", "float16", "quint8-pc-7bit", "qint8-pc-7bit", "qint8-pc", "qint8-7bit", "qint8"}]
+    r_seed = pearsonr([r["screen"]["predicted_macro_delta"] for r in seed], [r["measured_macro"] for r in seed]).statistic
+    prose = " ".join(section.split())
+    assert f"**{r_seed:.4f}** over the 7 seed variants and **{doc['pearson_r']:.4f}** over all {len(doc['rows'])}" in prose
+    assert f"{doc['seed_wall_s']:.1f} s wall ({doc['seed_cpu_s']:.1f} CPU s)" in prose

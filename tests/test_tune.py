@@ -224,3 +224,34 @@ def test_the_climb_by_hand() -> None:
         (("att", "ffn0", "ffn2"), ("q",), "ffn2"),             # 0.001; then q to float would be a fourth float node
     ]
     assert [s.float_nodes for s in to_float(["a", "b", "c"], 2)] == [("a",), ("a", "b")]
+
+
+def test_readme_tune_tables_are_the_committed_run() -> None:
+    """README's tune table from results/tune/.../tune.json and its speed table from bench_quiet.json, cell for cell."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Tune: the fastest build that passes the gate"):]
+    section = section[:section.index("\n## ")]
+    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith(("| qint8", "| **qint8"))]
+    folder = repo / "results" / "tune" / "sentence-transformers__all-MiniLM-L6-v2" / "tune"
+    doc = json.loads((folder / "tune.json").read_text())
+    expected = []
+    for b in doc["builds"]:
+        cells = [b["variant"], str(len(b["float_nodes"])), str(len(b["full_range_nodes"])), b["screen"]["outcome"]]
+        if b["gate"] is None:
+            expected.append(cells + ["—"] * 4)
+            continue
+        checks = {c["scope"]: c for c in b["gate"]["checks"]}
+        worst = min(checks[t]["delta"] for t in ("SciFact", "NFCorpus"))
+        expected.append(cells + [b["gate"]["outcome"], f"{worst:+.4f}", f"{checks['SciFact']['ndcg_at_10']:.4f}",
+                                 f"{checks['NFCorpus']['ndcg_at_10']:.4f}"])
+    tune_rows = [r for r in rows if len(r) == 8]
+    assert sorted(tune_rows) == sorted(expected)
+    bench = {r["variant"]: r["speedup"] for r in json.loads((folder / "bench_quiet.json").read_text())["results"]}
+    speed_rows = {r[0].split(" ")[0].strip("*"): [c.strip("*") for c in r[1:]] for r in rows if len(r) == 3}
+    base = {"qint8-xf5c28e354": "qint8", "qint8-7bit-xfcab02f2e": "qint8-7bit", "qint8-7bit-xfbdbb3ce4": "qint8-7bit"}
+    assert set(speed_rows) == set(bench) - {"float32"}
+    for name, (speed, kept) in speed_rows.items():
+        assert speed == f"{bench[name]:.2f}x"
+        assert kept == (f"{100 * bench[name] / bench[base[name]]:.0f}%" if name in base else "")

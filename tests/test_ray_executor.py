@@ -242,3 +242,19 @@ def test_an_address_where_no_cluster_listens_is_one_line(tiny_model: Path, data:
                "--results-dir", tmp_path / "r", "--executor", "ray", "--address", f"127.0.0.1:{port}")
     assert one_problem(proc).startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)")
     assert not (tmp_path / "r").exists()
+
+
+def test_readme_ray_against_local_is_the_committed_benchmark() -> None:
+    """README's real-model comparison, line for line, from results/bench/ray_vs_local.json."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Ray against local on one machine"):]
+    section = section[:section.index("\n## ")]
+    doc = json.loads((repo / "results" / "bench" / "ray_vs_local.json").read_text())
+    for r in doc["rows"]:
+        line = f"{r['task']:<10} {r['variant']:<16} {r['local_ndcg_at_10']:>14.6f} {r['ray_ndcg_at_10']:>12.6f} {r['queries_equal']:>6}/{r['queries']}"
+        assert line in section and r["same"]
+    wall = doc["wall_s"]
+    assert (f"wall time: local {wall['local']:.1f} s, ray ({doc['actors']} actors x {doc['threads_per_actor']} thread) "
+            f"{wall['ray']:.1f} s, local / ray = {wall['local'] / wall['ray']:.2f}x") in section
+    assert doc["same_shards"] and doc["variants"] == ["float32", "float16", "quint8-pc-7bit", "qint8-pc-7bit", "qint8-pc", "qint8-7bit", "qint8"]

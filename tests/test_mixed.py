@@ -128,6 +128,7 @@ def test_identity_follows_the_file_content(in_tmp: Path, tiny_source, shared_cac
     ({"nodes": ["SkipLayerNorm_AddBias_0"]}, "node 'SkipLayerNorm_AddBias_0' is not a node the quantizer rewrites"),
     ({"base": "qint8-pc"}, "configs/mixed/bad.yaml: base is 'qint8-pc', but qint8-xbad takes its nodes out of 'qint8'"),
     ({"weights_sha256": "0" * 64}, "configs/mixed/bad.yaml: written for weights 000000000000..."),
+    ({"nodes": []}, "configs/mixed/bad.yaml: nodes (or, under -7bit, full_range_nodes) must list at least one node name"),
     ({"full_range": ("x",)}, "configs/mixed/bad.yaml: full_range_nodes keep 8-bit weights in a -7bit base; qint8 has 8-bit"),
     ({"base": "qint8-7bit", "full_range": ("Attention_1",)}, "full_range_nodes: 'Attention_1' (Attention) has no weight input"),
 ])

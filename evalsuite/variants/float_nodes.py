@@ -27,8 +27,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ def load_config(name: str) -> MixedConfig:
     doc = load_yaml_mapping(path, _KEYS, "mixed-precision config", required=("base",))
     nodes, full_range = (_names(path, doc, key) for key in ("nodes", "full_range_nodes"))
     if not nodes and not full_range:
-        raise EvalsuiteError(f"{path}: nodes must be a non-empty list of node names")
+        raise EvalsuiteError(f"{path}: nodes (or, under -7bit, full_range_nodes) must list at least one node name")
     listed = nodes + full_range
     twice = next((n for i, n in enumerate(listed) if n in listed[:i]), None)
     if twice is not None:

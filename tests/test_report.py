@@ -446,3 +446,14 @@ def test_readme_claims_about_the_committed_results() -> None:
             for t in tasks:
                 record = json.loads((root / DEFAULT_SLUG / t / "qint8-pc-7bit.json").read_text())
                 assert record["timings"]["texts_from_cache"] == record["task"]["n_documents"]
+
+
+def test_readme_base_model_table_is_the_report_of_the_committed_results(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The all-mpnet-base-v2 quality table, cell for cell, as `evalsuite report` prints it from results/."""
+    code, printed, err = run_cli(monkeypatch, capsys, "report", "--format", "md", "--results-dir", str(COMMITTED),
+                                 "--model", "all-mpnet-base-v2-b9cd9e03")
+    assert code == 0, err
+    section = readme_section("## A base-size model: all-mpnet-base-v2 beside all-MiniLM-L6-v2")
+    readme = md_rows(section[section.index("### Quality"):section.index("### Speed")])
+    assert readme == md_rows(printed)

@@ -40,7 +40,8 @@ def tune(
     threads_per_actor: ActorThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the fastest build that passes the gate: screen, keep harmful nodes in float, confirm with full evaluations, time.
+    """Find the fastest build that passes the gate: screen, move harmful nodes to float (under -7bit first to 8-bit
+    weights), confirm with full evaluations, time.
 
     Writes configs/mixed/<name>.yaml for each mixed build (variant <base>-x<name>, usable by run, gate and bench),
     and <results-dir>/<model>/tune/tune.json (schema: docs/tune-schema.md). Exit 0 when a build passes, 1 when none does.

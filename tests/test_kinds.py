@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from evalsuite.build import build_variant
+from tests.readme_text import REPO, md_rows, readme_section
 from evalsuite.build.artifacts import artifact_dir
 from evalsuite.encode import BatchPolicy, OnnxEncoder
 from evalsuite.errors import EvalsuiteError
@@ -331,13 +332,8 @@ def test_readme_batch_independence_table_is_the_committed_benchmark() -> None:
     """README's static8/int4 table, cell for cell, from results/bench/static_batch_independence.json."""
     import json
 
-    repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Static int8 and int4 weight-only"):]
-    section = section[:section.index("\n## ")]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith("| `")]
-    bench = json.loads((repo / "results" / "bench" / "static_batch_independence.json").read_text())
+    rows = [r for r in md_rows(readme_section("## Static int8 and int4 weight-only")) if r[0].startswith("`")]
+    bench = json.loads((REPO / "results" / "bench" / "static_batch_independence.json").read_text())
     expected = [[f"`{r['variant']}`", f"{r['max_abs_diff']:.2g}", f"{r['texts_over_1e-6']} / {r['texts']}",
                  f"{r['mean_cos_float32']:.5f}", f"{r['min_cos_float32']:.5f}"] for r in bench["rows"]]
     assert rows == expected
@@ -348,19 +344,16 @@ def test_readme_kinds_quality_table_is_the_report_of_results_kinds(monkeypatch, 
     its per-task deltas from the committed per-query scores."""
     import json
 
-    from tests.test_report import md_rows, run_cli
+    from tests.test_gate import run_cli
 
-    repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("- **NDCG@10 on SciFact and NFCorpus**"):]
-    section = section[:section.index("\n## ")]
-    code, printed, err = run_cli(monkeypatch, capsys, "report", "--format", "md", "--results-dir", str(repo / "results" / "kinds"),
+    section = readme_section("- **NDCG@10 on SciFact and NFCorpus**")
+    code, printed, err = run_cli(monkeypatch, capsys, "report", "--format", "md", "--results-dir", str(REPO / "results" / "kinds"),
                                  "--model", "sentence-transformers/all-MiniLM-L6-v2")
     assert code == 0, err
     readme, report = md_rows(section), md_rows(printed)
     columns = [report[0].index(c) for c in readme[0]]
     assert [[row[i] for i in columns] for row in report if row[0] in {r[0] for r in readme[2:]}] == readme[2:]
-    folder = repo / "results" / "kinds" / "sentence-transformers__all-MiniLM-L6-v2"
+    folder = REPO / "results" / "kinds" / "sentence-transformers__all-MiniLM-L6-v2"
 
     def mean(variant: str, task: str) -> float:
         scores = json.loads((folder / task / f"{variant}.json").read_text())["per_query_ndcg_at_10"]

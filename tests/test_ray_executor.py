@@ -16,6 +16,7 @@ import pytest
 
 from clirun import environment, one_problem, run
 from conftest import make_beir
+from readme_text import REPO, readme_section
 from evalsuite.encode import BatchPolicy
 from evalsuite.encode.cache import EmbeddingCache
 from evalsuite.run import SweepConfig, SweepReport, run_sweep
@@ -246,11 +247,8 @@ def test_an_address_where_no_cluster_listens_is_one_line(tiny_model: Path, data:
 
 def test_readme_ray_against_local_is_the_committed_benchmark() -> None:
     """README's real-model comparison, line for line, from results/bench/ray_vs_local.json."""
-    repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("### Ray against local on one machine"):]
-    section = section[:section.index("\n## ")]
-    doc = json.loads((repo / "results" / "bench" / "ray_vs_local.json").read_text())
+    section = readme_section("### Ray against local on one machine")
+    doc = json.loads((REPO / "results" / "bench" / "ray_vs_local.json").read_text())
     for r in doc["rows"]:
         line = f"{r['task']:<10} {r['variant']:<16} {r['local_ndcg_at_10']:>14.6f} {r['ray_ndcg_at_10']:>12.6f} {r['queries_equal']:>6}/{r['queries']}"
         assert line in section and r["same"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from readme_text import REPO, md_rows, readme_section
 from test_gate import MODEL, noisy, run_cli, write_variant
 
 from evalsuite.errors import EvalsuiteError
@@ -50,11 +51,6 @@ def write_bench(root: Path, speedups: dict[str, float], length: int = 128, weigh
     result = BenchResult(MODEL, SLUG, weights, machine, (length, 512), (1,), 3, 1, tuple(speedups), (), measurements,
                          {"qint8": VariantInfo(22_000_000, "x", 100.0, 50.0, "requested")}, [])
     return save_bench(result, root)
-
-
-def md_rows(text: str) -> list[list[str]]:
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
 # ---------------------------------------------------------------------------------------------------- markdown
@@ -346,17 +342,8 @@ def test_cli_report(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 # ---------------------------------------------------------------------------------------------------- README = results/
 
-REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results"
 DEFAULT_SLUG = "sentence-transformers__all-MiniLM-L6-v2"
-
-
-def readme_section(heading: str) -> str:
-    """The README text from the line starting with ``heading`` to the next ``## `` heading."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    start = text.index(heading)
-    end = text.find("\n## ", start + len(heading))
-    return text[start:end if end >= 0 else None]
 
 
 def one_line(text: str) -> str:

@@ -239,11 +239,10 @@ def test_readme_screen_evidence_is_the_committed_benchmark() -> None:
 
     from scipy.stats import pearsonr
 
-    repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Screening a candidate in seconds"):]
-    section = section[:section.index("\n## ")]
-    doc = json.loads((repo / "results" / "screen" / "all-MiniLM-L6-v2.json").read_text())
+    from tests.readme_text import REPO, md_rows, readme_section
+
+    section = readme_section("## Screening a candidate in seconds")
+    doc = json.loads((REPO / "results" / "screen" / "all-MiniLM-L6-v2.json").read_text())
 
     def interval(row: dict, task: str) -> str:
         t = next(x for x in row["screen"]["tasks"] if x["task"] == task)
@@ -252,7 +251,7 @@ def test_readme_screen_evidence_is_the_committed_benchmark() -> None:
     expected = [[r["variant"], interval(r, "NFCorpus"), f"{r['measured']['NFCorpus']:+.4f}", interval(r, "SciFact"),
                  f"{r['measured']['SciFact']:+.4f}", f"{r['screen']['predicted_macro_delta']:+.4f}", f"{r['measured_macro']:+.4f}",
                  r["screen"]["outcome"], r["gate"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}"] for r in doc["rows"]]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")][2:]
+    rows = md_rows(section)[2:]
     assert rows == expected
     seed = [r for r in doc["rows"] if r["variant"] in {"float32", "float16", "quint8-pc-7bit", "qint8-pc-7bit", "qint8-pc", "qint8-7bit", "qint8"}]
     r_seed = pearsonr([r["screen"]["predicted_macro_delta"] for r in seed], [r["measured_macro"] for r in seed]).statistic

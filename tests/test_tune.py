@@ -228,13 +228,11 @@ def test_the_climb_by_hand() -> None:
 
 def test_readme_tune_tables_are_the_committed_run() -> None:
     """README's tune table from results/tune/.../tune.json and its speed table from bench_quiet.json, cell for cell."""
-    repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Tune: the fastest build that passes the gate"):]
-    section = section[:section.index("\n## ")]
-    rows = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith(("| qint8", "| **qint8"))]
-    folder = repo / "results" / "tune" / "sentence-transformers__all-MiniLM-L6-v2" / "tune"
+    from tests.readme_text import REPO, md_rows, readme_section
+
+    rows = [[c.strip("*") for c in r] for r in md_rows(readme_section("## Tune: the fastest build that passes the gate"))
+            if r[0].lstrip("*").startswith("qint8")]
+    folder = REPO / "results" / "tune" / "sentence-transformers__all-MiniLM-L6-v2" / "tune"
     doc = json.loads((folder / "tune.json").read_text())
     expected = []
     for b in doc["builds"]:

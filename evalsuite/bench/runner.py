@@ -61,15 +61,17 @@ class OnnxRunner:
             names = [i.name for i in session.get_inputs()]
             for length, row in rows.items():
                 for batch in batches:
-                    self.feeds[(name, length, batch)] = {n: v for n, v in _feed(row, batch).items() if n in names}
+                    self.feeds[(name, length, batch)] = _feed(row, batch, names)
 
     def __call__(self, variant: str, length: int, batch: int) -> None:
         self.sessions[variant].run(None, self.feeds[(variant, length, batch)])
 
 
-def _feed(row: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+def _feed(row: np.ndarray, batch: int, names: list[str]) -> dict[str, np.ndarray]:
+    from evalsuite.encode.session import model_inputs
+
     ids = np.ascontiguousarray(np.tile(row, (batch, 1)))
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return model_inputs(ids, np.ones_like(ids), names)
 
 
 def probe_memory(path: Path, threads: int, row: np.ndarray, batch: int) -> tuple[float, float]:
@@ -99,8 +101,7 @@ def _memory_child() -> None:
     baseline = _peak_rss_kb()
     session = make_session(Path(args["path"]), int(args["threads"]), spinning=False)
     names = [i.name for i in session.get_inputs()]
-    feed = _feed(np.asarray(args["row"], dtype=np.int64), int(args["batch"]))
-    session.run(None, {n: v for n, v in feed.items() if n in names})
+    session.run(None, _feed(np.asarray(args["row"], dtype=np.int64), int(args["batch"]), names))
     print(json.dumps({"baseline_kb": baseline, "peak_kb": _peak_rss_kb()}))
 
 

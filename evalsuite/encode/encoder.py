@@ -18,7 +18,7 @@ import numpy as np
 
 from evalsuite.encode.cache import EmbeddingCache
 from evalsuite.encode.policy import BatchPolicy, pad_batch, plan_batches
-from evalsuite.encode.session import make_session, pool
+from evalsuite.encode.session import make_session, model_inputs, pool
 from evalsuite.encode.tokenizer import TextTokenizer, Tokenized
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
@@ -139,8 +139,7 @@ class OnnxEncoder:
     def _run(self, tokenized: Tokenized, rows: np.ndarray) -> np.ndarray:
         session = self.session
         ids, mask = pad_batch(tokenized, rows, self.tokenizer.pad_id)
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = session.run(None, {name: feed[name] for name in self._input_names})[0]
+        hidden = session.run(None, model_inputs(ids, mask, self._input_names))[0]
         return pool(hidden, mask, self.settings.pooling, self.settings.normalize)
 
     @property

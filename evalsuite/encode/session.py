@@ -34,6 +34,12 @@ def make_session(path: Path, threads: int, *, spinning: bool = True) -> Any:
         raise EvalsuiteError(f"cannot load ONNX model {path}: {first_line(exc)}") from exc
 
 
+def model_inputs(ids: np.ndarray, mask: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The feed of a session that takes ``names``: token ids, their attention mask and all-zero token types (one
+    segment, as sentence-transformers encodes a text); inputs the graph does not take are left out."""
+    every = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {name: every[name] for name in names}
+
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
     """Sentence embeddings from token states, as sentence-transformers' Pooling and Normalize modules compute them."""

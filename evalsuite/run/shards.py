@@ -24,7 +24,7 @@ import numpy as np
 from evalsuite.encode import BatchPolicy, OnnxEncoder
 from evalsuite.encode.cache import EmbeddingCache
 from evalsuite.encode.policy import pad_batch
-from evalsuite.encode.session import pool
+from evalsuite.encode.session import model_inputs, pool
 from evalsuite.run.evaluate import run_mteb
 
 if TYPE_CHECKING:
@@ -98,6 +98,5 @@ def run_shard(session: Any, batches: list[tuple[np.ndarray, np.ndarray]], poolin
     names = [i.name for i in session.get_inputs()]
     out = []
     for ids, mask in batches:
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        out.append(pool(session.run(None, {n: feed[n] for n in names})[0], mask, pooling, normalize))
+        out.append(pool(session.run(None, model_inputs(ids, mask, names))[0], mask, pooling, normalize))
     return np.concatenate(out)

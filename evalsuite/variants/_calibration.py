@@ -103,6 +103,7 @@ def calibration_feeds(source: ModelSource, cal: Calibration, input_names: list[s
 
     Unpadded, because padded batches put the hidden states of padding (which pooling ignores) into the ranges.
     """
+    from evalsuite.encode.session import model_inputs
     from evalsuite.encode.tokenizer import TextTokenizer
 
     settings = source.settings
@@ -111,8 +112,7 @@ def calibration_feeds(source: ModelSource, cal: Calibration, input_names: list[s
     tokenized = tokenizer([settings.document_prefix + t for t in cal.texts])
     for i in range(len(tokenized)):
         row = tokenized.row(i).astype(np.int64)[None, :]
-        every = {"input_ids": row, "attention_mask": np.ones_like(row), "token_type_ids": np.zeros_like(row)}
-        feeds.append({name: every[name] for name in input_names})
+        feeds.append(model_inputs(row, np.ones_like(row), input_names))
     return feeds
 
 

@@ -8,7 +8,6 @@ Because activation scales are computed per call, an embedding depends on the oth
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
 from evalsuite.variants import float_nodes
+from evalsuite.variants._quiet import quiet_quantizer
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -63,13 +63,12 @@ def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[st
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint to the root logger
     settings = spec.settings
     # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
     # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
     local = out.with_name("parent.onnx")
     full_range = {w: [{"reduce_range": False}] for w in full_range_weights}
-    with reporting_full_disk(out):
+    with reporting_full_disk(out), quiet_quantizer():
         shutil.copyfile(parent, local)
         quantize_dynamic(
             local, out, weight_type=QuantType.QInt8 if spec.dtype == "qint8" else QuantType.QUInt8,

@@ -18,12 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import reporting_full_disk
+from evalsuite.variants._quiet import quiet_quantizer
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -57,17 +57,12 @@ class Int4(VariantKind):
             raise EvalsuiteError(f"int4 needs the onnx-ir package ({exc}): pip install 'onnx-ir>=1.1'") from exc
 
         settings = spec.settings
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # the quantizer logs every node it visits
-        try:
+        with quiet_quantizer():
             quantizer = MatMulNBitsQuantizer(
                 onnx.load(str(parent)), bits=4, block_size=settings["block_size"],
                 is_symmetric=not settings["asymmetric"], accuracy_level=settings["accuracy_level"] or None,
                 quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",))
             quantizer.process()
-        finally:
-            root.setLevel(level)
         with reporting_full_disk(out):
             quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
         return {}

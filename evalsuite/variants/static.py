@@ -31,9 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +38,7 @@ from typing import TYPE_CHECKING
 from evalsuite.files import reporting_full_disk
 from evalsuite.variants import float_nodes
 from evalsuite.variants._calibration import DEFAULT, USER_DIR, FeedReader, calibration_feeds, load_calibration
+from evalsuite.variants._quiet import quiet_quantizer
 from evalsuite.variants.registry import Option, VariantKind, register
 
 if TYPE_CHECKING:
@@ -91,7 +89,7 @@ class StaticInt8(VariantKind):
             float_nodes.check_nodes(mixed, weighted, {n.name for n in model.graph.node})
         feeds = calibration_feeds(source, cal, [i.name for i in model.graph.input])
         started = time.perf_counter()
-        with reporting_full_disk(out), _quiet():
+        with reporting_full_disk(out), quiet_quantizer():
             quant_pre_process(str(parent), str(pre), skip_optimization=True)
             quantize_static(
                 str(pre), str(out), FeedReader(feeds),
@@ -140,16 +138,3 @@ def float_side_inputs(path: Path) -> int:
     if count:
         onnx.save(model, str(path))
     return count
-
-
-@contextlib.contextmanager
-def _quiet():  # noqa: ANN202
-    """quantize_static prints histogram progress and logs a pre-processing hint to the root logger."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)

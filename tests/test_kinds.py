@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from readme_text import REPO, md_rows, readme_section
 
 from evalsuite.build import build_variant
-from tests.readme_text import REPO, md_rows, readme_section
 from evalsuite.build.artifacts import artifact_dir
 from evalsuite.encode import BatchPolicy, OnnxEncoder
 from evalsuite.errors import EvalsuiteError
@@ -344,7 +344,7 @@ def test_readme_kinds_quality_table_is_the_report_of_results_kinds(monkeypatch, 
     its per-task deltas from the committed per-query scores."""
     import json
 
-    from tests.test_gate import run_cli
+    from test_gate import run_cli
 
     section = readme_section("- **NDCG@10 on SciFact and NFCorpus**")
     code, printed, err = run_cli(monkeypatch, capsys, "report", "--format", "md", "--results-dir", str(REPO / "results" / "kinds"),

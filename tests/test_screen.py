@@ -15,6 +15,7 @@ from scipy.stats import norm
 
 from clirun import environment, one_problem, run
 from conftest import make_beir
+from readme_text import REPO, md_rows, readme_section
 from evalsuite.errors import EvalsuiteError
 from evalsuite.screen import Prediction, Screener, ScreenSample, draw, judge, overall, predict
 from evalsuite.screen.drift import cosines, simulate, top_overlap
@@ -238,8 +239,6 @@ def test_readme_screen_evidence_is_the_committed_benchmark() -> None:
     import json
 
     from scipy.stats import pearsonr
-
-    from tests.readme_text import REPO, md_rows, readme_section
 
     section = readme_section("## Screening a candidate in seconds")
     doc = json.loads((REPO / "results" / "screen" / "all-MiniLM-L6-v2.json").read_text())

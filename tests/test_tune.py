@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import make_beir
+from conftest import make_beir
+from readme_text import REPO, md_rows, readme_section
 
 
 def _per_query(results: Path, variant: str) -> dict[str, float]:
@@ -228,8 +229,6 @@ def test_the_climb_by_hand() -> None:
 
 def test_readme_tune_tables_are_the_committed_run() -> None:
     """README's tune table from results/tune/.../tune.json and its speed table from bench_quiet.json, cell for cell."""
-    from tests.readme_text import REPO, md_rows, readme_section
-
     rows = [[c.strip("*") for c in r] for r in md_rows(readme_section("## Tune: the fastest build that passes the gate"))
             if r[0].lstrip("*").startswith("qint8")]
     folder = REPO / "results" / "tune" / "sentence-transformers__all-MiniLM-L6-v2" / "tune"

@@ -1,12 +1,16 @@
 """README "Offline and Hub": a Hub id goes through ``huggingface_hub.snapshot_download`` and a task without
 ``--data-dir`` through mteb's own Hub loader. Both are run for real here, against a stand-in of the Hugging Face Hub
-on 127.0.0.1 (``HF_ENDPOINT`` points at it; nothing reaches the network):
+on 127.0.0.1; nothing reaches the network.
 
 ``evalsuite run --model acme/tiny-bert --tasks scifact`` (no ``--data-dir``) downloads the model snapshot through
 huggingface_hub and SciFact's corpus, queries and qrels through mteb's ``RetrievalDatasetLoader`` and ``datasets``
 (at the revision mteb pins), from repositories the stand-in serves from local folders. The stand-in records every
 request, so the test sees which files the real clients fetched; the result must equal a run of the same model folder
 and the same data as a local BEIR folder, query by query.
+
+The command runs in this process (a subprocess with ``HF_ENDPOINT`` and ``HF_HOME`` set costs seconds of imports),
+so the seam is what those variables set when the two libraries are imported: their endpoint, offline flag and cache
+folders (:func:`point_clients_at`). Every request, file download and cache write of the real clients follows them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from clirun import environment, run
 from conftest import make_beir
+from promise_world import run_cli
+
+pytest_plugins = ["promise_world"]
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the commit every repository of the stand-in is at
 
@@ -115,6 +121,26 @@ class HubStandIn:
         return missing
 
 
+def point_clients_at(stand_in: HubStandIn, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``HF_ENDPOINT=<stand-in> HF_HOME=<home> HF_HUB_OFFLINE=0`` would have set at import time, for
+    huggingface_hub (models) and datasets (mteb's data): the endpoint and its URL templates, online, and caches under
+    ``home`` (so nothing is written to the user's cache)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    hub = {"ENDPOINT": stand_in.url, "HUGGINGFACE_CO_URL_TEMPLATE": stand_in.url + "/{repo_id}/resolve/{revision}/{filename}",
+           "HF_HUB_OFFLINE": False, "HF_HUB_CACHE": str(home / "hub"), "HF_ASSETS_CACHE": str(home / "assets"),
+           "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json")}
+    data = {"HF_ENDPOINT": stand_in.url, "HUB_DATASETS_URL": stand_in.url + "/datasets/{repo_id}/resolve/{revision}/{path}",
+            "HF_HUB_OFFLINE": False, "HF_DATASETS_OFFLINE": False, "HF_DATASETS_CACHE": home / "datasets",
+            "DOWNLOADED_DATASETS_PATH": home / "datasets" / "downloads",
+            "EXTRACTED_DATASETS_PATH": home / "datasets" / "downloads" / "extracted", "HF_MODULES_CACHE": home / "modules"}
+    for module, values in ((huggingface_hub.constants, hub), (datasets.config, data)):
+        for name, value in values.items():
+            assert hasattr(module, name), f"{module.__name__}.{name} is gone: the seam of this test moved"
+            monkeypatch.setattr(module, name, value)
+
+
 def mteb_repository(folder: Path, beir: Path) -> Path:
     """A BEIR folder in the layout of mteb's Hub datasets: ``corpus``, ``queries`` and ``default`` (qrels) configs
     declared in README.md, one JSON-lines file each."""
@@ -145,7 +171,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[
 
 
 def test_a_hub_id_and_an_mteb_task_come_through_the_real_hub_clients(hub, tiny_model: Path, tiny_source, shared_cache: Path,  # noqa: ANN001
-                                                                    tmp_path: Path) -> None:
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import mteb
 
     from evalsuite.run import SweepConfig, run_sweep
@@ -157,12 +184,12 @@ def test_a_hub_id_and_an_mteb_task_come_through_the_real_hub_clients(hub, tiny_m
                                   cache_dir=shared_cache, results_dir=tmp_path / "local")).results["SciFact"]["float32"]
     cache = tmp_path / "cache"
     shutil.copytree(shared_cache / "onnx" / tiny_source.weights_sha256[:16], cache / "onnx" / tiny_source.weights_sha256[:16])
-    env = environment(HF_ENDPOINT=stand_in.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
-                      HF_HUB_DISABLE_TELEMETRY="1")
-    proc = run("run", "--model", "acme/tiny-bert", "--tasks", "scifact", "--variant", "float32", "--cache-dir", cache,
-               "--results-dir", tmp_path / "results", "--json", env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    [row] = json.loads(proc.stdout)["results"]
+    point_clients_at(stand_in, tmp_path / "hf-home", monkeypatch)
+    monkeypatch.delenv("EVALSUITE_DATA_DIR", raising=False)
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--model", "acme/tiny-bert", "--tasks", "scifact", "--variant", "float32",
+                             "--cache-dir", cache, "--results-dir", tmp_path / "results", "--json")
+    assert code == 0, err[-3000:]
+    [row] = json.loads(out)["results"]
     assert (row["task"], row["variant"], row["reused"]) == ("SciFact", "float32", False)
     [path] = (tmp_path / "results").rglob("float32.json")
     result = json.loads(path.read_text())
@@ -178,3 +205,4 @@ def test_a_hub_id_and_an_mteb_task_come_through_the_real_hub_clients(hub, tiny_m
     assert f"/datasets/mteb/scifact/resolve/{revision}/README.md" in got
     assert {f"/datasets/mteb/scifact/resolve/{COMMIT}/{f}" for f in
             ("corpus/corpus.jsonl", "queries/queries.jsonl", "qrels/test.jsonl")} <= got
+    assert (tmp_path / "hf-home" / "hub" / "models--acme--tiny-bert").is_dir()  # the snapshot went where HF_HOME says

@@ -6,7 +6,7 @@
   result holds its own folder's numbers ("A local model folder or a BEIR folder given by path is stored under its
   name plus a hash of its path").
 
-Ray: one local cluster for the module (2 CPUs, no dashboard, ``RAY_ADDRESS`` cleared), started by evalsuite's own
+Ray: one local cluster for the module (1 CPU, no dashboard, ``RAY_ADDRESS`` cleared), started by evalsuite's own
 ``start_local_ray``; a command run while it is up uses it (``_cluster`` yields the open session) instead of starting
 its own, so only the command's own work is timed here.
 """
@@ -46,7 +46,7 @@ def ray_cluster():  # noqa: ANN201
 
     address = os.environ.pop("RAY_ADDRESS", None)
     try:
-        start_local_ray(2)
+        start_local_ray(1)
         yield ray
     finally:
         ray.shutdown()
@@ -71,14 +71,14 @@ def test_run_with_the_ray_executor_succeeds_with_the_local_numbers(ray_cluster, 
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     root = ray_data["root"]
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "ray", "--actors", 2, "--variant", "float32,qint8",
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--executor", "ray", "--actors", 1, "--variant", "float32,qint8",
                              "--model", tiny_model, "--tasks", "scifact", "--data-dir", ray_data["data"],
                              "--cache-dir", root / "ray-cache", "--results-dir", root / "ray-results", "--json")
     assert code == 0, err[-2000:]
     doc = json.loads(out)
     assert {(r["task"], r["variant"], r["reused"]) for r in doc["results"]} == {("SciFact", "float32", False), ("SciFact", "qint8", False)}
-    assert "Ray: 2 actors x 1 onnxruntime thread on 1 node" in err
-    assert "encoding float32 on SciFact on 2 Ray actors" in err and "encoding qint8 on SciFact on 2 Ray actors" in err
+    assert "Ray: 1 actors x 1 onnxruntime thread on 1 node" in err
+    assert "encoding float32 on SciFact on 1 Ray actors" in err and "encoding qint8 on SciFact on 1 Ray actors" in err
     on_ray, local = _per_query(root / "ray-results"), _per_query(ray_data["local"])
     assert on_ray == local and len(on_ray) == 2  # every query of both variants, exactly
     for path in (root / "ray-results").rglob("*.json"):

@@ -40,7 +40,9 @@ def _tune_folder(results: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def several(wiped: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``evalsuite tune --start float16,qint8,int4-b16 --max-drop 0.02 --json`` in this process (bench at 16 tokens)."""
+    """``evalsuite tune --start float16,qint8,int4-b16,int4 --max-drop 0.02 --json`` in this process (bench at 16 tokens).
+    Four builds pass; which one is fastest is up to the bench (on the tiny model they are all within noise of Float32),
+    so "the first that passes" (float16) is the fastest in only about one run in four."""
     work = tmp_path_factory.mktemp("tune-several")
     results = work / "results"
     mp = pytest.MonkeyPatch()
@@ -48,7 +50,7 @@ def several(wiped: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
     wiped.seed(results)  # Float32's full results, as an earlier run left them
     mp.chdir(work)
     try:
-        code, out, err = capture.cli(mp, "tune", "--start", "float16,qint8,int4-b16", "--max-drop", MAX_DROP,
+        code, out, err = capture.cli(mp, "tune", "--start", "float16,qint8,int4-b16,int4", "--max-drop", MAX_DROP,
                                      "--config", gate_config(work), "--bench-repeats", 5, "--model", wiped.model,
                                      "--tasks", wiped.task_arg, "--cache-dir", wiped.cache, "--results-dir", results, "--json")
     finally:
@@ -83,7 +85,7 @@ def test_several_starts_return_the_fastest_passing_build_of_the_bench(several: d
     doc, results = several["doc"], several["results"]
     assert doc == json.loads((_tune_folder(results) / "tune.json").read_text())  # --json prints what it writes
     builds = {b["variant"]: b for b in doc["builds"]}
-    assert doc["starts"] == ["float16", "qint8", "int4-b16"] and [b["variant"] for b in doc["builds"]][0] == "float16"
+    assert doc["starts"] == ["float16", "qint8", "int4-b16", "int4"] and [b["variant"] for b in doc["builds"]][0] == "float16"
     # every verdict recomputed from the stored per-query NDCG@10 with the point rule by hand
     per_query = stored_per_query(results)
     evaluated = [name for name, b in builds.items() if b["gate"] is not None]
@@ -92,7 +94,7 @@ def test_several_starts_return_the_fastest_passing_build_of_the_bench(several: d
         assert builds[name]["gate"]["outcome"] == point_gate(per_query, name, MAX_DROP), name
     passing = [name for name in evaluated if builds[name]["gate"]["outcome"] == "pass"]
     # more than one build passes, and the first evaluated one is only one of them
-    assert len(passing) >= 3 and passing[0] == "float16"
+    assert len(passing) == 4 and passing[0] == "float16"
     # qint8 lost its word table (screen fail, no full evaluation) and came back with that one node in float
     assert builds["qint8"]["screen"]["outcome"] == "fail" and builds["qint8"]["gate"] is None
     [mixed] = [b for b in doc["builds"] if b["base"] == "qint8" and b["variant"] != "qint8"]

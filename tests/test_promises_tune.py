@@ -59,7 +59,7 @@ def several(wiped: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 class _Capture:
-    """capsys for a module-scoped fixture: stdout and stderr of an in-process command, through pytest's own capture."""
+    """Stdout, stderr and exit code of an in-process command, for a module-scoped fixture (capsys is per test)."""
 
     def cli(self, mp: pytest.MonkeyPatch, *args: object) -> tuple[int, str, str]:
         import io

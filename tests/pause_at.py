@@ -55,8 +55,12 @@ def _pause(marker: Path) -> None:
     tmp = marker.with_name(f".{marker.name}.tmp")
     tmp.write_text(str(os.getpid()))
     os.replace(tmp, marker)
-    while True:  # until a signal: SIGINT/SIGTERM raise here (evalsuite's handlers), SIGKILL ends the process
-        time.sleep(3600)
+    parent = os.getppid()
+    # Until a signal: SIGINT/SIGTERM raise here (evalsuite's handlers), SIGKILL ends the process. A run whose parent
+    # is gone (a test that failed before it killed the run) ends itself instead of waiting for ever.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(3)
 
 
 def _install(point: str, marker: Path) -> None:

@@ -103,16 +103,15 @@ class Zygote:
         return Path(f"/proc/{self.server.pid}/root") / path.relative_to("/") if self.namespace else path
 
     def close(self) -> None:
+        """End the children still running (a test that failed half-way may leave one), then the server (it holds
+        nothing to save; its namespace and mounts end with it)."""
         if self.server.poll() is None:
-            assert self.server.stdin is not None
-            self.server.stdin.close()  # the server ends at the end of its input, and its namespace with it
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-        if self.server.stdout is not None:
-            self.server.stdout.close()
+            self._ask(op="killall")
+            self.server.kill()
+        self.server.wait()
+        for pipe in (self.server.stdin, self.server.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 class Child:
@@ -167,6 +166,12 @@ def _serve() -> None:
             done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request['size']}", "tmpfs", request["folder"]],
                                   capture_output=True, text=True)
             reply = "ok" if done.returncode == 0 else f"mount: {done.stderr.strip() or done.returncode}"
+        elif op == "killall":
+            for pid in _children:
+                if _poll(pid, codes) == "running":
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            reply = "ok"
         elif op == "umount":
             subprocess.run(["umount", "-l", request["folder"]], check=True)
             reply = "ok"
@@ -184,9 +189,13 @@ def _poll(pid: int, codes: dict[int, int]) -> str:
     return str(codes[pid])
 
 
+_children: list[int] = []
+
+
 def _fork(request: dict[str, Any]) -> int:
     pid = os.fork()
     if pid:
+        _children.append(pid)
         return pid
     code = 1
     try:

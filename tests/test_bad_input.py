@@ -397,6 +397,27 @@ def test_threads_from_the_environment_are_checked_like_the_option(world: World, 
     assert proc.stdout == ""
 
 
+def test_the_one_line_check_ignores_other_lines_but_not_a_second_error() -> None:
+    """clirun.one_problem, the contract every case above is held to: lines other libraries print before the error
+    (a new warning of a dependency) or the interpreter prints at exit do not count; a second error line, a line after
+    the error (a wrapped or multi-line message), a traceback, another exit code or an unanticipated exception do."""
+    import subprocess
+
+    def proc(stderr: str, code: int = 2, stdout: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(["evalsuite"], code, stdout, stderr)
+
+    error = "error: --threads must be a whole number >= 1, not 0"
+    library = "loading SciFact\nSomeLibraryWarning: a brand-new message from a dependency\n  and its second line\n"
+    at_exit = "/usr/lib/python3.11/multiprocessing/resource_tracker.py:254: UserWarning: leaked semaphore\n  warnings.warn(\n"
+    assert one_problem(proc(f"{library}{error}\n")) == error
+    assert one_problem(proc(f"{error}\n{at_exit}")) == error
+    for bad in (proc(f"{error}\n{error}\n"), proc(f"{error}\nwrapped rest of the message\n"), proc(f"{error}\n", code=1),
+                proc(f"Traceback (most recent call last):\n{error}\n"), proc("loading SciFact\n"),
+                proc("error: RuntimeError: boom (set EVALSUITE_DEBUG=1 for a traceback)\n")):
+        with pytest.raises(AssertionError):
+            one_problem(bad)
+
+
 def test_a_failed_case_changed_nothing_of_the_finished_run(world: World) -> None:
     """The gate and report cases read the finished run; none of them may have written into it."""
     files = sorted(p.relative_to(world.results) for p in world.results.rglob("*.json"))

@@ -7,6 +7,8 @@ import os
 import platform
 from importlib import metadata
 
+from evalsuite.errors import EvalsuiteError
+
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "f16c", "avx512_fp16")
 PACKAGES = ("evalsuite", "onnxruntime", "onnx", "torch", "transformers", "sentence-transformers", "mteb", "tokenizers", "numpy")
 
@@ -49,8 +51,26 @@ def versions() -> dict[str, str]:
     return out
 
 
+THREADS_ENV = "EVALSUITE_THREADS"
+
+
 def default_threads() -> int:
-    """Threads for onnxruntime: every core this process may use."""
+    """Threads for onnxruntime when ``--threads`` is not given: ``EVALSUITE_THREADS`` if set, else every core this
+    process may use.
+
+    The variable reaches every command and every process a command starts (the test suite sets it to 1, so that
+    two test workers on two cores do not run four spinning onnxruntime threads).
+
+    Example:
+        >>> os.environ["EVALSUITE_THREADS"] = "1"; default_threads()  # doctest: +SKIP
+        1
+    """
+    value = os.environ.get(THREADS_ENV)
+    if value is not None:
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and int(text) >= 1):
+            raise EvalsuiteError(f"{THREADS_ENV} must be a whole number >= 1, not {value!r}")
+        return int(text)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -1,7 +1,14 @@
-"""Shared fixtures: a tiny random BERT with sentence-transformers files, and small synthetic BEIR folders.
+"""Shared fixtures: a tiny random BERT with sentence-transformers files, its ONNX files, and small synthetic BEIR
+folders.
 
-Tests never need the Hub or ../shared: they build what they use. Session-scoped fixtures keep the
-suite fast (the tiny model exports in about a second).
+Tests never need the Hub or ../shared: they build what they use. Session-scoped fixtures keep the suite fast (the
+tiny model exports in about a second); under pytest-xdist each worker builds them once.
+
+The environment of every test and every command it starts: offline, results and caches in fresh temporary folders
+(never the repository's results/ or the user's cache), one onnxruntime thread (``EVALSUITE_THREADS``: two test workers
+on two cores must not run four spinning onnxruntime threads), and none of the developer's variables that change what
+a command does or prints (clirun.NOT_INHERITED: ``RAY_ADDRESS``, as Ray tests start their own cluster, the debug
+switch, the data folder, terminal size and forced colours).
 """
 
 from __future__ import annotations
@@ -9,10 +16,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+from clirun import NOT_INHERITED
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,6 +29,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A test that forgets to pass folders must never write into the repository's results/ or the user's cache.
 os.environ["EVALSUITE_RESULTS_DIR"] = tempfile.mkdtemp(prefix="evalsuite-results-")
 os.environ["EVALSUITE_CACHE_DIR"] = tempfile.mkdtemp(prefix="evalsuite-cache-")
+os.environ["EVALSUITE_THREADS"] = "1"
+for _name in NOT_INHERITED:  # the developer's debug switch, data folder, Ray cluster, terminal size and colours
+    os.environ.pop(_name, None)
 
 WORDS = ("protein vitamin heart cancer diet sugar insulin cell gene virus brain sleep exercise blood fat "
          "liver kidney drug dose trial risk study effect patient mouse tumor immune bone muscle skin lung "
@@ -109,8 +121,53 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_source, shared_cache: Path) -> Path:  # noqa: ANN001
+    """``shared_cache`` holding the tiny model's export, Float32 and qint8 (built once per session)."""
+    from evalsuite.build import build_variant
+    from evalsuite.variants import VariantSpec
+
+    for name in ("float32", "qint8"):
+        build_variant(tiny_source, VariantSpec.parse(name), shared_cache)
+    return shared_cache
+
+
+@pytest.fixture(scope="session")
+def process_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """Real ``evalsuite`` processes forked from one server that imported the heavy libraries once (tests/zygote.py),
+    for tests that kill, interrupt or overlap runs, or run them on a small file system of their own."""
+    from zygote import Zygote
+
+    server = Zygote(tmp_path_factory.mktemp("process-server") / "server.log")
+    yield server
+    server.close()
+
+
+def copy_onnx_cache(source: Path, target: Path) -> Path:
+    """A cache folder ``target`` holding the committed ONNX artifacts of ``source`` (no embeddings, locks or temporary
+    folders): a test that counts what it builds or encodes starts from the session's conversions, not from an export."""
+    def skip(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".") or n.endswith(".lock")]
+
+    shutil.copytree(source / "onnx", target / "onnx", ignore=skip)
+    return target
+
+
 @pytest.fixture()
 def beir_dir(tmp_path: Path) -> Path:
     """A data dir holding a synthetic ``scifact/`` BEIR folder (CRLF qrels, like the real one)."""
     make_beir(tmp_path / "data" / "scifact", crlf=True)
     return tmp_path / "data"
+
+
+# The modules that take longest, in this order, before all others (which keep pytest's order). Under pytest-xdist
+# (pyproject.toml: -n 2 --dist loadfile) a worker takes one module at a time from the front of this order, so the
+# long modules start first and no worker is left alone with one of them at the end.
+SLOW_FIRST = ("test_faults.py", "test_resume.py", "test_families.py", "test_ray_executor.py", "test_bad_input.py",
+              "test_html_export.py", "test_report.py", "test_model_identity.py", "test_identity.py", "test_large_corpus.py",
+              "test_kinds.py", "test_convert.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order in a module

@@ -1,11 +1,13 @@
-"""About 130 bad inputs against the real ``evalsuite`` command on a tiny model: each one must end with exit code 2,
+"""About 130 bad inputs against the ``evalsuite`` command on a tiny model: each one must end with exit code 2,
 one line on stderr that names the problem (the option and its allowed range, or the file with its line or key),
 no traceback, and nothing on stdout.
 
 The inputs are tables by class: command-line options, configuration files (gate and task YAML), the model's own
-files, and data files. Every case runs in its own subprocess against one warm cache and one finished run (module
-fixtures), so a case costs about a second. Faults (interrupts, locks, full disks, closed streams) are in
-test_faults.py.
+files, and data files. Every case runs through the console entry point ``evalsuite.cli.main()`` in this process
+(tests/clirun.py: ``invoke``), with its own environment and working directory, against one warm cache and one
+finished run (module fixtures); a case costs milliseconds. A few cases of each class also run as real subprocesses
+(``test_canary_in_a_real_process``): the exit code through the interpreter, and nothing that only a new process
+would print. Faults (interrupts, locks, full disks, closed streams) are in test_faults.py.
 
 Example of a case: ``"threads 0": (["run", *RUN, "--threads", "0"], ["--threads must be a whole number >= 1, not 0"])``
 runs ``evalsuite run ... --threads 0`` and expects that text in the one error line.
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from clirun import environment, one_problem, run
+from clirun import environment, invoke, one_problem, run
 from conftest import make_beir
 
 from evalsuite.errors import EvalsuiteError
@@ -44,8 +46,8 @@ def world(tiny_model: Path, shared_cache: Path, tmp_path_factory: pytest.TempPat
     data = root / "data"
     make_beir(data / "scifact", n_docs=40, n_queries=8, crlf=True)
     w = World(tiny_model, data, shared_cache, root / "results", root / "bad")
-    done = run("run", "-m", tiny_model, "-t", "scifact", "--data-dir", data, "-v", "qint8", "--cache-dir", shared_cache,
-               "--results-dir", w.results)
+    done = invoke("run", "-m", tiny_model, "-t", "scifact", "--data-dir", data, "-v", "qint8", "--cache-dir", shared_cache,
+                  "--results-dir", w.results)
     assert done.returncode == 0, done.stderr
     w.bad.mkdir()
     _write_bad_inputs(w)
@@ -290,10 +292,11 @@ def _fill(text: str, w: World, folder: Path | None = None) -> str:
             .replace("{results}", str(w.results)).replace("{dir}", str(folder)))
 
 
-def _expect(w: World, args: list[str], texts: list[str], tmp_path: Path, folder: Path | None = None) -> None:
+def _expect(w: World, args: list[str], texts: list[str], tmp_path: Path, folder: Path | None = None, *,
+            subprocess: bool = False) -> None:
     # The warm cache, and results of its own unless the case names some: a case that wrongly succeeded changes nothing.
     env = environment(EVALSUITE_CACHE_DIR=str(w.cache), EVALSUITE_RESULTS_DIR=str(tmp_path / "results"))
-    proc = run(*(_fill(a, w, folder) for a in args), cwd=tmp_path, env=env)
+    proc = (run if subprocess else invoke)(*(_fill(a, w, folder) for a in args), cwd=tmp_path, env=env)
     line = one_problem(proc)
     assert line.startswith("error: ")
     for text in texts:
@@ -360,6 +363,59 @@ def test_ambiguous_default_task_is_an_error_not_a_skip(world: World, tmp_path: P
     folder = world.bad / "ambiguous-data" / "scifact"
     _expect(world, ["run", "-m", "{model}", "-v", "qint8", "--data-dir", str(folder.parent)],
             ["{dir}: holds both corpus.jsonl and corpus.jsonl.gz"], tmp_path, folder)
+
+
+# One case of each class (a usage error Click reports, a range check, a gate config, a task file, a model file, a
+# data file) in a real process: the same line and exit code through the interpreter, with nothing printed by a
+# library at start-up or exit that the in-process call could not see.
+CANARIES = {
+    "option": lambda w: (OPTIONS["misspelt option"][0], OPTIONS["misspelt option"][1], None),
+    "range": lambda w: (OPTIONS["threads 0"][0], OPTIONS["threads 0"][1], None),
+    "gate config": lambda w: (["gate", "-v", "qint8", "--config", str(w.bad / "gate-syntax.yaml"), "--results-dir", "{results}"],
+                              [str(w.bad / "gate-syntax.yaml"), *GATE_FILES["syntax"][1]], None),
+    "task file": lambda w: (["run", *RUN, "--tasks-dir", str(w.bad / "tasks-syntax")],
+                            [str(w.bad / "tasks-syntax" / "mine.yaml"), *TASK_FILES["syntax"][1]], None),
+    "model file": lambda w: (["run", *RUN, "--model", str(w.bad / "model-max_seq_length-above-positions")],
+                             MODEL_FILES["max_seq_length above positions"][2], w.bad / "model-max_seq_length-above-positions"),
+    "data file": lambda w: (["run", "-m", "{model}", "-v", "qint8", "-t", str(w.bad / "data-surrogate-in-document-text")],
+                            DATA_FILES["surrogate in document text"][2], w.bad / "data-surrogate-in-document-text"),
+}
+
+
+@pytest.mark.parametrize("case", list(CANARIES))
+def test_canary_in_a_real_process(case: str, world: World, tmp_path: Path) -> None:
+    args, texts, folder = CANARIES[case](world)
+    _expect(world, args, texts, tmp_path, folder, subprocess=True)
+
+
+def test_threads_from_the_environment_are_checked_like_the_option(world: World, tmp_path: Path) -> None:
+    """EVALSUITE_THREADS (the default of --threads) is checked as --threads is, and named in the error."""
+    env = environment(EVALSUITE_CACHE_DIR=str(world.cache), EVALSUITE_RESULTS_DIR=str(tmp_path / "results"),
+                      EVALSUITE_THREADS="0")
+    proc = invoke(*(_fill(a, world) for a in ["run", *RUN]), cwd=tmp_path, env=env)
+    assert one_problem(proc) == "error: EVALSUITE_THREADS must be a whole number >= 1, not '0'"
+    assert proc.stdout == ""
+
+
+def test_the_one_line_check_ignores_other_lines_but_not_a_second_error() -> None:
+    """clirun.one_problem, the contract every case above is held to: lines other libraries print before the error
+    (a new warning of a dependency) or the interpreter prints at exit do not count; a second error line, a line after
+    the error (a wrapped or multi-line message), a traceback, another exit code or an unanticipated exception do."""
+    import subprocess
+
+    def proc(stderr: str, code: int = 2, stdout: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(["evalsuite"], code, stdout, stderr)
+
+    error = "error: --threads must be a whole number >= 1, not 0"
+    library = "loading SciFact\nSomeLibraryWarning: a brand-new message from a dependency\n  and its second line\n"
+    at_exit = "/usr/lib/python3.11/multiprocessing/resource_tracker.py:254: UserWarning: leaked semaphore\n  warnings.warn(\n"
+    assert one_problem(proc(f"{library}{error}\n")) == error
+    assert one_problem(proc(f"{error}\n{at_exit}")) == error
+    for bad in (proc(f"{error}\n{error}\n"), proc(f"{error}\nwrapped rest of the message\n"), proc(f"{error}\n", code=1),
+                proc(f"Traceback (most recent call last):\n{error}\n"), proc("loading SciFact\n"),
+                proc("error: RuntimeError: boom (set EVALSUITE_DEBUG=1 for a traceback)\n")):
+        with pytest.raises(AssertionError):
+            one_problem(bad)
 
 
 def test_a_failed_case_changed_nothing_of_the_finished_run(world: World) -> None:

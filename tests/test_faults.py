@@ -2,9 +2,13 @@
 closed or broken standard streams.
 
 For each: the exit code, one line on stderr that names the problem, no traceback, and, where work was under way,
-that nothing finished is lost and the re-run gives per-query numbers identical to an uninterrupted run.
-Full disks are real (a small tmpfs); where mounting is not permitted those tests skip, and an in-process ENOSPC
-still checks the message. Kill points are found by watching files, never by sleeping.
+that nothing finished is lost and the re-run gives per-query numbers identical to an uninterrupted run (the same
+command, batches and thread count: the same computation). Full disks are real: a small tmpfs the test mounts
+itself, in a user namespace of its own where the kernel allows one (no root needed), else with root; with neither
+those tests skip and say why, and an in-process ENOSPC still checks the message. Runs that are interrupted or fill a
+disk are real processes, forked by tests/zygote.py (no new interpreter's imports); closed and broken streams and lock
+waits are tested on the real command. An interrupt is sent
+while the run waits on purpose at a named point (tests/pause_at.py), never after a sleep or a race with a poller.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pause_at
 import pytest
-from clirun import EVALSUITE, TIMEOUT, environment, one_problem, per_query, problem_lines, run
+from clirun import EVALSUITE, TIMEOUT, environment, interrupted, invoke, one_problem, per_query, run
 from conftest import make_beir
+from zygote import Zygote
 
 from evalsuite.files import file_lock, read_blob, remove_stale_temp_files
-
-INTERRUPTED = "interrupted; re-run the same command to resume"
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def small(tiny_model: Path, shared_cache: Path, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp("faults")
     make_beir(root / "data" / "scifact", crlf=True)
     s = Small(tiny_model, root / "data", shared_cache, root / "results", "")
-    done = run(*s.args("-v", "qint8,qint8-7bit", "--json", "--cache-dir", shared_cache, "--results-dir", s.results))
+    done = invoke(*s.args("-v", "qint8,qint8-7bit", "--json", "--cache-dir", shared_cache, "--results-dir", s.results))
     assert done.returncode == 0, done.stderr
     below = [r["variant"] for r in json.loads(done.stdout)["results"] if r["delta"] < 0]
     assert below, "precondition: one of qint8, qint8-7bit scores below Float32 on this task, so a gate can fail"
@@ -79,24 +83,25 @@ def leftovers(*roots: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Slow:
-    """A task large enough that encoding takes a while (24 shards of 64 documents), and one uninterrupted run of it."""
+    """A task that fills several embedding shards (2 of queries, 5 of documents in batches of 4), and one
+    uninterrupted run of it: the same command the interrupted runs use."""
 
     small: Small
     data: Path
     reference: dict[str, dict[str, dict[str, float]]]
 
-    def command(self, cache: Path, results: Path) -> list[str]:
-        return [EVALSUITE, "run", "-m", str(self.small.model), "-t", "scifact", "--data-dir", str(self.data), "-v", "float32",
+    def args(self, cache: Path, results: Path) -> list[str]:
+        return ["run", "-m", str(self.small.model), "-t", "scifact", "--data-dir", str(self.data), "-v", "float32",
                 "--batch-size", "4", "--threads", "1", "--cache-dir", str(cache), "--results-dir", str(results)]
 
 
 @pytest.fixture(scope="module")
 def slow(small: Small, tmp_path_factory: pytest.TempPathFactory) -> Slow:
     root = tmp_path_factory.mktemp("slow")
-    make_beir(root / "data" / "scifact", n_docs=1500, n_queries=30, seed=3)
+    make_beir(root / "data" / "scifact", n_docs=320, n_queries=30, seed=3)
     cache, results = fresh(small, root / "reference")
     s = Slow(small, root / "data", {})
-    done = subprocess.run(s.command(cache, results), capture_output=True, text=True, env=environment(), timeout=TIMEOUT)
+    done = invoke(*s.args(cache, results))
     assert done.returncode == 0, done.stderr
     return Slow(small, s.data, per_query(results))
 
@@ -108,7 +113,9 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def signal_when(proc: subprocess.Popen[bytes], signum: int, reached: Callable[[], bool], what: str) -> int:
-    """Send ``signum`` as soon as ``reached()`` holds and return the exit code; fail if the run ends first."""
+    """Send ``signum`` as soon as ``reached()`` holds and return the exit code; fail if the run ends first.
+
+    Only for a state the run stays in until it is signalled (waiting for a lock): the poller cannot miss it."""
     deadline = time.monotonic() + TIMEOUT
     while proc.poll() is None:
         if reached():
@@ -124,29 +131,34 @@ def signal_when(proc: subprocess.Popen[bytes], signum: int, reached: Callable[[]
 def assert_interrupted(log: Path, code: int, expected: int) -> None:
     stderr = log.read_text(errors="replace")
     assert code == expected, stderr[-3000:]
-    assert "Traceback" not in stderr
-    assert problem_lines(stderr) == [INTERRUPTED], stderr[-3000:]
+    interrupted(stderr)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_while_encoding_then_resumed(signum: int, code: int, slow: Slow, tmp_path: Path) -> None:
+def test_interrupted_while_encoding_then_resumed(signum: int, code: int, slow: Slow, tmp_path: Path,
+                                                  process_server: Zygote) -> None:
     cache, results = fresh(slow.small, tmp_path)
-    command = slow.command(cache, results)
+    args = slow.args(cache, results)
 
     def shards() -> list[Path]:
         return sorted(cache.glob("embeddings/*/*.npy"))
 
-    proc = start(command, tmp_path / "first.err")
-    exit_code = signal_when(proc, signum, lambda: len(shards()) >= 3, "its third embedding shard")
-    assert_interrupted(tmp_path / "first.err", exit_code, code)
+    # Interrupted while its fourth shard is written but not yet renamed into place: three shards are committed.
+    marker = tmp_path / "paused"
+    proc = process_server.start(args, env=environment(), stdout=tmp_path / "first.out", stderr=tmp_path / "first.err",
+                                pause=("shard:4", marker))
+    pause_at.wait_until_paused(proc, marker, tmp_path / "first.err")
+    assert len(list(cache.glob("embeddings/*/.*.npy.*.tmp"))) == 1, "paused inside the write of the fourth shard"
+    proc.send_signal(signum)
+    assert_interrupted(tmp_path / "first.err", proc.wait(timeout=TIMEOUT), code)
     assert leftovers(cache, results) == [], "an interrupted write left its temporary file"
     assert per_query(results) == {}, "no result can be complete yet"
     kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in shards()}
-    assert kept and all(read_blob(p) is not None for p in kept), "every finished shard is whole"
+    assert len(kept) == 3 and all(read_blob(p) is not None for p in kept), "every finished shard is whole"
 
-    proc = start(command, tmp_path / "second.err")
-    assert proc.wait(timeout=TIMEOUT) == 0, (tmp_path / "second.err").read_text()[-3000:]
-    assert per_query(results) == slow.reference  # exact float equality, every query
+    done = invoke(*args)  # the re-run, in this process (tests/clirun.py)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert per_query(results) == slow.reference  # exact float equality, every query: the same computation
     assert all((p.stat().st_ino, p.stat().st_mtime_ns) == stamp for p, stamp in kept.items()), "finished shards were reused"
 
 
@@ -172,11 +184,12 @@ def test_a_run_waiting_for_a_lock_says_whom_it_waits_for(small: Small, tmp_path:
     with holding_result_locks(results) as held:
         proc = start(command, log)
         exit_code = signal_when(proc, signal.SIGINT, waiting, "the lock")  # interrupted while it waits
-        lines = problem_lines(log.read_text())
-        assert exit_code == 130 and lines[-1] == INTERRUPTED and "Traceback" not in log.read_text()
-        assert len(lines) == 2, lines
-        assert lines[0].startswith(f"waiting for pid {os.getpid()} (")
-        assert any(lines[0].endswith(f"to finish with {path}") for path in held), lines[0]
+        text = log.read_text()
+        assert exit_code == 130
+        interrupted(text)
+        [said] = [line for line in text.splitlines() if line.startswith("waiting for")]  # said once, not per retry
+        assert said.startswith(f"waiting for pid {os.getpid()} (")
+        assert any(said.endswith(f"to finish with {path}") for path in held), said
 
         log = tmp_path / "wait-again.err"
         proc = start(command, log)
@@ -185,7 +198,9 @@ def test_a_run_waiting_for_a_lock_says_whom_it_waits_for(small: Small, tmp_path:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.01)
     assert proc.wait(timeout=TIMEOUT) == 0, log.read_text()  # the locks are released: it goes on
-    assert problem_lines(log.read_text()) == [lines[0]]  # one line, the same holder and file
+    text = log.read_text()
+    assert [line for line in text.splitlines() if line.startswith("waiting for")] == [said]  # one line, same holder and file
+    assert "Traceback" not in text and "error:" not in text
     assert per_query(results) == per_query(small.results)
 
 
@@ -208,24 +223,49 @@ def test_a_killed_shard_write_leaves_nothing_after_the_next_run(small: Small, tm
     stale.write_bytes(b"half a shard")
     a_day_ago = time.time() - 86400
     os.utime(stale, (a_day_ago, a_day_ago))
-    done = run(*small.args("-v", "float32", "--cache-dir", cache, "--results-dir", tmp_path / "results"))
+    done = invoke(*small.args("-v", "float32", "--cache-dir", cache, "--results-dir", tmp_path / "results"))
     assert done.returncode == 0, done.stderr
     assert not stale.exists()
 
 
 # --- a full disk -----------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Disk:
+    """A small tmpfs at ``path``, mounted by the test itself for the commands it runs there (tests/zygote.py: in the
+    process server's own user and mount namespace where the kernel allows one, so no root is needed)."""
+
+    path: Path  # where the commands see it
+    server: Zygote
+
+    def outside(self, path: Path) -> Path:
+        """Where this process reaches ``path`` (a path as the commands see it)."""
+        return self.server.outside(path)
+
+    def run(self, *args: object) -> subprocess.CompletedProcess[str]:
+        """``evalsuite ARGS`` in a real process that sees the disk."""
+        logs = self.path.parent / "logs"
+        logs.mkdir(exist_ok=True)
+        out, err = logs / f"{time.monotonic_ns()}.out", logs / f"{time.monotonic_ns()}.err"
+        child = self.server.start([str(a) for a in args], env=environment(), stdout=out, stderr=err)
+        code = child.wait(timeout=TIMEOUT)
+        return subprocess.CompletedProcess(["evalsuite", *map(str, args)], code, out.read_text(), err.read_text())
+
+
 @contextmanager
-def tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``folder``; the test skips where mounting is not permitted (not root, no capability)."""
+def tmpfs(server: Zygote, folder: Path, size: str) -> Iterator[Disk]:
+    """A tmpfs of ``size`` at ``folder`` (see :class:`Disk`); the test skips, saying why, where neither a user namespace
+    nor a mount is permitted."""
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    why_not = server.mount_tmpfs(folder, size)
+    if why_not is not None:
+        pytest.skip("a full-disk test needs a small file system of its own: "
+                    f"{getattr(server, 'no_namespace', 'no user namespace')}, and no right to mount one here "
+                    f"(needs root or CAP_SYS_ADMIN; {why_not})")
     try:
-        yield folder
+        yield Disk(folder, server)
     finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
+        server.unmount(folder)
 
 
 def fill(folder: Path, leave: int = 0) -> Path:
@@ -251,61 +291,64 @@ def no_space(proc: subprocess.CompletedProcess[str], under: Path) -> str:
     return line
 
 
-def test_full_disk_during_export(small: Small, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "disk", "64k") as disk:
-        proc = run(*small.args("-v", "float32", "--cache-dir", disk, "--results-dir", tmp_path / "results"))
-        assert no_space(proc, disk / "onnx").endswith("/model.onnx")
-        assert leftovers(disk / "onnx") == [] and not (tmp_path / "results").exists()
+def test_full_disk_during_export(small: Small, tmp_path: Path, process_server: Zygote) -> None:
+    with tmpfs(process_server, tmp_path / "disk", "64k") as disk:
+        proc = disk.run(*small.args("-v", "float32", "--cache-dir", disk.path, "--results-dir", tmp_path / "results"))
+        assert no_space(proc, disk.path / "onnx").endswith("/model.onnx")
+        assert leftovers(disk.outside(disk.path / "onnx")) == [] and not (tmp_path / "results").exists()
 
 
-def test_full_disk_while_quantizing_is_not_a_corrupt_file(small: Small, tmp_path: Path) -> None:
+def test_full_disk_while_quantizing_is_not_a_corrupt_file(small: Small, tmp_path: Path, process_server: Zygote) -> None:
     """quantize_dynamic writes through onnx's C++ code, which truncates silently on ENOSPC (once "Wire format was corrupt")."""
-    with tmpfs(tmp_path / "disk", "2m") as disk:
-        shutil.copytree(small.cache / "onnx", disk / "onnx", ignore=shutil.ignore_patterns(".*", "*.lock", "q*", "f*16*"))
-        parent = next(disk.glob("onnx/*/float32-*"))
+    with tmpfs(process_server, tmp_path / "disk", "2m") as disk:
+        root = disk.outside(disk.path)
+        shutil.copytree(small.cache / "onnx", root / "onnx", ignore=shutil.ignore_patterns(".*", "*.lock", "q*", "f*16*"))
+        parent = next(root.glob("onnx/*/float32-*"))
         before = sorted(p.name for p in parent.iterdir())
-        fill(disk, leave=(parent / "model.onnx").stat().st_size + 16384)  # room for its copy, not for the quantized model
-        proc = run("convert", "-m", small.model, "-v", "qint8", "--cache-dir", disk)
-        no_space(proc, disk / "onnx")
+        fill(root, leave=(parent / "model.onnx").stat().st_size + 16384)  # room for its copy, not for the quantized model
+        proc = disk.run("convert", "-m", small.model, "-v", "qint8", "--cache-dir", disk.path)
+        no_space(proc, disk.path / "onnx")
         assert sorted(p.name for p in parent.iterdir()) == before, "nothing is written into the parent's cache entry"
-        assert leftovers(disk / "onnx") == []
+        assert leftovers(root / "onnx") == []
 
 
-def test_full_disk_while_writing_embeddings_then_resumed(small: Small, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "disk", "1m") as disk:
-        cache, results = fresh(small, disk)
-        filler = fill(disk)
+def test_full_disk_while_writing_embeddings_then_resumed(small: Small, tmp_path: Path, process_server: Zygote) -> None:
+    with tmpfs(process_server, tmp_path / "disk", "1m") as disk:
+        fresh(small, disk.outside(disk.path))
+        cache = disk.path / "cache"
+        filler = fill(disk.outside(disk.path))
         command = small.args("-v", "float32", "--cache-dir", cache, "--results-dir", tmp_path / "results")
-        line = no_space(run(*command), cache / "embeddings")
-        assert line.endswith(".npy") and leftovers(cache) == []
+        line = no_space(disk.run(*command), cache / "embeddings")
+        assert line.endswith(".npy") and leftovers(disk.outside(cache)) == []
         filler.unlink()
-        assert run(*command).returncode == 0
+        assert disk.run(*command).returncode == 0
     assert per_query(tmp_path / "results")["SciFact"]["float32"] == per_query(small.results)["SciFact"]["float32"]
 
 
-def test_full_disk_while_writing_a_result_keeps_the_embeddings(small: Small, tmp_path: Path) -> None:
+def test_full_disk_while_writing_a_result_keeps_the_embeddings(small: Small, tmp_path: Path, process_server: Zygote) -> None:
     cache = tmp_path / "cache"
     shutil.copytree(small.cache / "onnx", cache / "onnx", ignore=shutil.ignore_patterns(".*", "*.lock"))
-    with tmpfs(tmp_path / "disk", "256k") as disk:
-        filler = fill(disk)
-        command = small.args("-v", "float32", "--cache-dir", cache, "--results-dir", disk / "results", "--json")
-        line = no_space(run(*command), disk / "results")
-        assert line.endswith(".json") and leftovers(disk) == []
+    with tmpfs(process_server, tmp_path / "disk", "256k") as disk:
+        filler = fill(disk.outside(disk.path))
+        command = small.args("-v", "float32", "--cache-dir", cache, "--results-dir", disk.path / "results", "--json")
+        line = no_space(disk.run(*command), disk.path / "results")
+        assert line.endswith(".json") and leftovers(disk.outside(disk.path)) == []
         filler.unlink()
-        again = run(*command)
+        again = disk.run(*command)
         assert again.returncode == 0, again.stderr
         row = json.loads(again.stdout)["results"][0]
-        assert per_query(disk / "results") == {"SciFact": {"float32": per_query(small.results)["SciFact"]["float32"]}}
-        stored = next((disk / "results").rglob("float32.json"))
+        results = disk.outside(disk.path / "results")
+        assert per_query(results) == {"SciFact": {"float32": per_query(small.results)["SciFact"]["float32"]}}
+        stored = next(results.rglob("float32.json"))
         timings = json.loads(stored.read_text())["timings"]
         assert row["n_queries"] == 12 and timings["texts_from_cache"] == timings["texts_encoded"] > 0  # nothing re-encoded
 
 
-def test_full_disk_while_writing_a_report(small: Small, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "disk", "64k") as disk:
-        fill(disk)
-        line = no_space(run("report", "--results-dir", small.results, "--output", disk / "report.md"), disk)
-        assert line.endswith(f"{disk / 'report.md'}") and leftovers(disk) == []
+def test_full_disk_while_writing_a_report(small: Small, tmp_path: Path, process_server: Zygote) -> None:
+    with tmpfs(process_server, tmp_path / "disk", "64k") as disk:
+        fill(disk.outside(disk.path))
+        line = no_space(disk.run("report", "--results-dir", small.results, "--output", disk.path / "report.md"), disk.path)
+        assert line.endswith(f"{disk.path / 'report.md'}") and leftovers(disk.outside(disk.path)) == []
 
 
 def test_enospc_anywhere_in_a_write_names_the_file(small: Small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -359,10 +402,13 @@ def test_stdout_closed(small: Small, tmp_path: Path) -> None:
     assert shell(gate_args(small, "float32", "0"), ">&-").returncode == 0
 
 
-def test_stdout_closed_while_evaluating_writes_the_same_result(small: Small, tmp_path: Path) -> None:
-    """With descriptor 1 closed, the next file opened would get it; nothing printed to stdout may land in a file."""
+def test_stdout_closed_while_evaluating_writes_the_same_result(small: Small, tmp_path: Path, process_server: Zygote) -> None:
+    """With descriptor 1 closed, the next file opened would get it; nothing printed to stdout may land in a file.
+    (A process forked with descriptor 1 closed, tests/zygote.py; test_stdout_closed starts the real command so.)"""
     results = tmp_path / "results"
-    done = shell(small.args("-v", "qint8", "--cache-dir", small.cache, "--results-dir", results, "--force"), ">&-")
+    child = process_server.start(small.args("-v", "qint8", "--cache-dir", small.cache, "--results-dir", results, "--force"),
+                                 env=environment(), stdout=tmp_path / "out", stderr=tmp_path / "err", close_stdout=True)
+    done = subprocess.CompletedProcess([], child.wait(), "", (tmp_path / "err").read_text())
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert per_query(results) == {"SciFact": {v: per_query(small.results)["SciFact"][v] for v in ("float32", "qint8")}}
 

@@ -38,13 +38,23 @@ page_check = _script()
 ALL = ("machine", "quality", "gate", "per-query", "speed", "recommendation", "notes")
 
 
-@pytest.fixture()
-def results(tmp_path: Path) -> Path:
-    root = tmp_path / "results"
+def _write_results(root: Path) -> Path:
     write_variant(root, "qint8", {"SciFact": np.full(40, -0.03), "NFCorpus": np.full(30, -0.01)}, size=23_000_000)
     write_variant(root, "float16", {"SciFact": np.zeros(40), "NFCorpus": np.zeros(30)}, size=45_000_000)
     write_variant(root, "qint8-pc-7bit", {"SciFact": noisy(-0.004, 0.01, 40, 1), "NFCorpus": noisy(-0.002, 0.01, 30, 2)}, size=23_000_000)
     return root
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    return _write_results(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def plain_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The HTML page and the markdown of those results, rendered once for the checks that only read them."""
+    report = build_report(_write_results(tmp_path_factory.mktemp("page") / "results"))
+    return render(report, "html"), render(report, "md")
 
 
 def float32_mean(root: Path, task: str) -> float:
@@ -99,15 +109,14 @@ def test_page_has_every_section_no_external_reference_and_every_markdown_number(
     ('<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">', "is not an inline base64 PNG"),
     ('<p onclick="x()">x</p>', "event handler"),
 ])
-def test_the_page_check_catches_external_references(results: Path, bad: str, problem: str) -> None:
-    report = build_report(results)
-    page = render(report, "html").replace("</main>", bad + "</main>")
-    assert any(problem in p for p in page_check.check_page(page, render(report, "md"), ALL[:4]).problems)
+def test_the_page_check_catches_external_references(plain_page: tuple[str, str], bad: str, problem: str) -> None:
+    page, md = plain_page
+    page = page.replace("</main>", bad + "</main>")
+    assert any(problem in p for p in page_check.check_page(page, md, ALL[:4]).problems)
 
 
-def test_the_page_check_catches_a_missing_number_or_row(results: Path) -> None:
-    report = build_report(results)
-    page, md = render(report, "html"), render(report, "md")
+def test_the_page_check_catches_a_missing_number_or_row(plain_page: tuple[str, str]) -> None:
+    page, md = plain_page
     mean = rows_of(page)["qint8"][0][7]
     problems = page_check.check_page(page.replace(f">{mean}<", ">0.xxxx<"), md).problems
     assert any(f"{mean} (row 'qint8')" in p for p in problems)

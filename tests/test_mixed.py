@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import clirun
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +15,6 @@ from evalsuite.build import artifact_dir, build_variant
 from evalsuite.errors import EvalsuiteError
 from evalsuite.variants import VariantSpec
 from evalsuite.variants.float_nodes import MixedConfig, quantizable_nodes
-from tests import clirun
 
 
 def _write(name: str, source, base: str, nodes: list[str]) -> Path:  # noqa: ANN001
@@ -92,7 +92,12 @@ def test_full_range_nodes_keep_8_bit_weights(in_tmp: Path, tiny_source, shared_c
         w = parent_weights[parent_nodes[node].input[1]]
         if node in (matmuls[1], matmuls[-1]):
             assert np.abs(q).max() == 127
-            np.testing.assert_array_equal(q, np.round(w / (np.abs(w).max() / 127)).astype(np.int8))
+            # onnxruntime's quantizer against this formula: two computations of w / scale, which may round a value
+            # that lies on a half step either way, and only such a value.
+            exact = w.astype(np.float64) / (np.abs(w).max() / 127)
+            off = q.astype(np.int64) - np.round(exact).astype(np.int64)
+            assert np.abs(off).max() <= 1 and (np.abs(np.abs(exact - np.trunc(exact)) - 0.5)[off != 0] < 1e-4).all()
+            assert (off == 0).mean() > 0.999
         else:
             assert np.abs(q).max() <= 64
     assert {n.name: n.op_type for n in mixed.node}[matmuls[0]] == "MatMul"  # the float node is still float
@@ -143,8 +148,8 @@ def test_bad_config_is_one_error_naming_the_file(in_tmp: Path, tiny_source, shar
     variant = "qint8-7bit-xbad" if edit.get("base") == "qint8-7bit" else "qint8-xbad"
     with pytest.raises(EvalsuiteError, match=re.escape(message)):
         build_variant(tiny_source, VariantSpec.parse(variant), shared_cache)
-    proc = clirun.run("convert", "--model", tiny_source.path, "--variant", variant, cwd=in_tmp,
-                      env=clirun.environment(EVALSUITE_CACHE_DIR=str(shared_cache)))
+    proc = clirun.invoke("convert", "--model", tiny_source.path, "--variant", variant, cwd=in_tmp,
+                         env=clirun.environment(EVALSUITE_CACHE_DIR=str(shared_cache)))
     line = clirun.one_problem(proc)
     assert "configs/mixed/bad.yaml" in line and message.split(": ")[-1][:30] in line
 

@@ -3,6 +3,8 @@ result that cannot be trusted is never used.
 
 Each test copies the tiny model, runs ``evalsuite run`` in this process, changes one thing and runs again, counting
 what was rebuilt: ONNX files in the cache, results recomputed (``reused`` in ``run --json``), texts encoded anew.
+The cache of each test starts with the session's ONNX files of the tiny model (its copy has the same content, so
+the same artifacts): the export is not repeated per test, and what a change rebuilds is still counted from there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_beir
+from conftest import copy_onnx_cache, make_beir
 from test_gate import run_cli
 
 from evalsuite.errors import EvalsuiteError
@@ -23,12 +25,15 @@ from evalsuite.models import model_slug, resolve_model
 
 
 @pytest.fixture()
-def env(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
-    """A private copy of the tiny model, a BEIR folder, a cache and a results folder, and ``run(*args) -> json``."""
+def env(tmp_path: Path, tiny_model: Path, tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN201
+        capsys: pytest.CaptureFixture[str]):
+    """A private copy of the tiny model, a BEIR folder, a cache (with the session's ONNX files) and a results folder,
+    and ``run(*args) -> json``."""
     model = tmp_path / "m" / "model"
     shutil.copytree(tiny_model, model)
     data = tmp_path / "data"
     make_beir(data / "scifact", n_docs=30, n_queries=6)
+    copy_onnx_cache(tiny_onnx, tmp_path / "cache")
 
     class Env:
         cache, results = tmp_path / "cache", tmp_path / "results"

@@ -1,7 +1,12 @@
 """The Ray executor gives the local executor's results, per query and per cached embedding, even when a worker dies.
 
-One small Ray session serves the whole module (2 CPUs, no dashboard). The batch policy here uses batches of 4 so
-that the corpus fills several cache shards and int8 embeddings really depend on how batches are formed.
+One small Ray session serves the whole module (2 CPUs, no dashboard), never a cluster named by ``RAY_ADDRESS`` (the
+test environment has none: conftest.py). The batch policy here uses batches of 4 so that the corpus fills several
+cache shards and int8 embeddings really depend on how batches are formed.
+
+Local and Ray runs are compared bit for bit because they are the same computation: the same batches through the same
+session code with one onnxruntime thread on both sides (the local side is pinned to one thread here, as each actor
+has one). README's benchmark compares two local threads against one per actor on the real model.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clirun import environment, one_problem, run
+from clirun import environment, invoke, one_problem, run
 from conftest import make_beir
 from readme_text import REPO, readme_section
 from evalsuite.encode import BatchPolicy
@@ -61,7 +66,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sweep(tiny_model: Path, data: Path, where: Path, executor: RayExecutor | None = None, force: bool = False,
           said: list[str] | None = None) -> SweepReport:
     cfg = SweepConfig(variants=expand(VARIANTS), model=str(tiny_model), tasks=["scifact"], data_dir=data,
-                      cache_dir=where / "cache", results_dir=where / "results", policy=POLICY, force=force)
+                      cache_dir=where / "cache", results_dir=where / "results", policy=POLICY, force=force, threads=1)
     return run_sweep(cfg, say=(said.append if said is not None else None), executor=executor)
 
 
@@ -185,6 +190,7 @@ def test_tune_runs_its_full_evaluations_on_ray(tiny_model: Path, data: Path, ray
     from evalsuite.tune.search import TuneConfig
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EVALSUITE_THREADS", "1")  # tune's local encoder: one thread, as each actor has
     outcomes, said = {}, []
     for name, executor in (("local", None), ("ray", RayExecutor(RayOptions(actors=2)))):
         cfg = TuneConfig(starts=("qint8",), model=str(tiny_model), tasks=["scifact"], data_dir=data,
@@ -212,14 +218,14 @@ def test_tune_runs_its_full_evaluations_on_ray(tiny_model: Path, data: Path, ray
     (["--executor", "ray", "--threads-per-actor", "0"], "--threads-per-actor must be a whole number >= 1, not 0"),
 ])
 def test_bad_executor_options(args: list[str], message: str, tiny_model: Path, data: Path, tmp_path: Path) -> None:
-    proc = run("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
-               "--results-dir", tmp_path / "r", *args)
+    proc = invoke("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
+                  "--results-dir", tmp_path / "r", *args)
     assert one_problem(proc).endswith(message)
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
 
 
 def test_gate_executor_needs_run(tmp_path: Path) -> None:
-    proc = run("gate", "--variant", "qint8", "--results-dir", tmp_path, "--executor", "ray")
+    proc = invoke("gate", "--variant", "qint8", "--results-dir", tmp_path, "--executor", "ray")
     assert one_problem(proc).endswith("--executor ray needs --run (it says where missing results are computed)")
 
 
@@ -236,11 +242,13 @@ def test_without_ray_installed_the_error_is_one_line(tiny_model: Path, data: Pat
 def test_an_address_where_no_cluster_listens_is_one_line(tiny_model: Path, data: Path, tmp_path: Path) -> None:
     import socket
 
-    with socket.socket() as s:  # a port that was free a moment ago
+    # A port this test holds (bound, never listening) while the command runs: a connection is refused, and no other
+    # process (another test's Ray cluster) can take the port in between.
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = run("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
-               "--results-dir", tmp_path / "r", "--executor", "ray", "--address", f"127.0.0.1:{port}")
+        proc = invoke("run", "--model", tiny_model, "--tasks", "scifact", "--data-dir", data, "--cache-dir", tmp_path / "c",
+                      "--results-dir", tmp_path / "r", "--executor", "ray", "--address", f"127.0.0.1:{port}")
     assert one_problem(proc).startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)")
     assert not (tmp_path / "r").exists()
 

@@ -1,8 +1,13 @@
 """Resume and integrity of ``evalsuite run``: killed, damaged, concurrent, repeated and extended sweeps.
 
-Every test runs the real command in a subprocess on a tiny random BERT and a synthetic BEIR task, and
-compares its numbers bit for bit with one uninterrupted reference run made in its own folders. Kill points
-are found by watching the cache and results folders, never by sleeping; timeouts are only a safety net.
+Every test runs the ``evalsuite run`` command on a tiny random BERT and a synthetic BEIR task, and compares its
+numbers bit for bit with one uninterrupted reference run made in its own folders: the same command with the same
+batches and one onnxruntime thread, so the same computation. Runs that are killed, and runs that must overlap, are
+real processes (forked by tests/zygote.py, which saves each the seconds a new interpreter spends importing mteb);
+the others go through the console entry point in this process (tests/clirun.py: ``invoke``). A run is killed where it waits on purpose
+(tests/pause_at.py: after the export, before a shard is committed, after a result is stored), so no kill depends
+on a poller catching a short window; the folders are then checked for what that point means. Timeouts are only a
+safety net.
 """
 
 from __future__ import annotations
@@ -13,20 +18,20 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import pause_at
+from clirun import environment, invoke
 from conftest import make_beir
+from zygote import Child, Zygote
 
 from evalsuite.results import CHECKSUM_FIELD, ResultStore, content_digest
 from evalsuite.files import read_blob
 
-EVALSUITE = str(Path(sys.executable).with_name("evalsuite"))
 VARIANTS = "float16"  # the sweep is Float32 (always) and Float16
 TIMEOUT = 300  # seconds; a safety net only, no test asserts on time
 Key = tuple[str, str]  # (task, variant)
@@ -75,9 +80,9 @@ class Outcome:
 
 @dataclass
 class Run:
-    """A started ``evalsuite run`` and the files its stdout and stderr go to."""
+    """A started ``evalsuite run`` (a child of the process server) and the files its stdout and stderr go to."""
 
-    proc: subprocess.Popen[bytes]
+    proc: Child
     out: Path
     err: Path
 
@@ -90,41 +95,52 @@ class Setup:
     model: Path
     data: Path
     scratch: Path
+    server: Zygote  # starts the real processes (tests/zygote.py)
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Setup:
+def setup(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, process_server: Zygote) -> Setup:
     root = tmp_path_factory.mktemp("resume")
-    # Enough short documents that embedding takes a moment (about 50 shards of 16 batches of 4).
-    make_beir(root / "data" / "scifact", n_docs=3000, n_queries=60, seed=3)
-    return Setup(tiny_model, root / "data", root)
+    # Enough documents for several shards of 16 batches of 4 (10 of documents, 4 of queries): a kill can fall
+    # between shards, and two damaged shards leave others intact.
+    make_beir(root / "data" / "scifact", n_docs=640, n_queries=60, seed=3)
+    return Setup(tiny_model, root / "data", root, process_server)
 
 
 @pytest.fixture(scope="module")
 def reference(setup: Setup) -> tuple[Folders, Outcome]:
     """One uninterrupted sweep from empty folders: the numbers every other run must reproduce exactly."""
     folders = Folders(setup.scratch / "ref-cache", setup.scratch / "ref-results")
-    outcome = finish(start(setup, folders))
+    outcome = run_here(setup, folders)
     assert outcome.computed() == set(outcome.rows) == {("SciFact", "float32"), ("SciFact", "float16")}
     return folders, outcome
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
-def start(setup: Setup, folders: Folders, *extra: str, variants: str = VARIANTS) -> Run:
-    """Start ``evalsuite run`` with its cache and results folders given through the environment."""
-    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(folders.cache), "EVALSUITE_RESULTS_DIR": str(folders.results),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("EVALSUITE_DATA_DIR", None)
+def start(setup: Setup, folders: Folders, *extra: str, variants: str = VARIANTS, pause: str | None = None) -> Run:
+    """Start ``evalsuite run`` with its cache and results folders given through the environment; with ``pause``, the
+    run waits at that point (tests/pause_at.py) until it is killed."""
+    env = environment(EVALSUITE_CACHE_DIR=str(folders.cache), EVALSUITE_RESULTS_DIR=str(folders.results))
     logs = setup.scratch / "logs"
     logs.mkdir(exist_ok=True)
     out = logs / f"{time.monotonic_ns()}.out"
     err = out.with_suffix(".err")
-    cmd = [EVALSUITE, "run", "-m", str(setup.model), "-t", "scifact", "--data-dir", str(setup.data), "-v", variants,
-           "--batch-size", "4", "--threads", "1", "--json", *extra]
+    args = ["run", "-m", str(setup.model), "-t", "scifact", "--data-dir", str(setup.data), "-v", variants,
+            "--batch-size", "4", "--threads", "1", "--json", *extra]
     # Files, not pipes: a run never blocks on a full pipe, and a killed run's output stays readable.
-    with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        return Run(subprocess.Popen(cmd, stdout=stdout, stderr=stderr, cwd=setup.scratch, env=env), out, err)
+    child = setup.server.start(args, env=env, stdout=out, stderr=err, cwd=setup.scratch,
+                               pause=None if pause is None else (pause, out.with_suffix(".paused")))
+    return Run(child, out, err)
+
+
+def run_here(setup: Setup, folders: Folders, *extra: str, variants: str = VARIANTS) -> Outcome:
+    """The command of :func:`start` in this process, to the end; it must exit 0 and print its ``--json`` document."""
+    env = environment(EVALSUITE_CACHE_DIR=str(folders.cache), EVALSUITE_RESULTS_DIR=str(folders.results))
+    done = invoke("run", "-m", setup.model, "-t", "scifact", "--data-dir", setup.data, "-v", variants, "--batch-size", "4",
+                  "--threads", "1", "--json", *extra, cwd=setup.scratch, env=env)
+    assert done.returncode == 0, f"evalsuite run exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return Outcome({(r["task"], r["variant"]): r for r in json.loads(done.stdout)["results"]}, done.stderr)
 
 
 def finish(run: Run) -> Outcome:
@@ -140,21 +156,11 @@ def finish(run: Run) -> Outcome:
     return Outcome({(r["task"], r["variant"]): r for r in doc["results"]}, run.log())
 
 
-def kill_when(run: Run, point: str, reached: Callable[[], bool]) -> None:
-    """SIGKILL the run as soon as ``reached()`` holds; fail if it ends first (the point was never seen)."""
-    proc = run.proc
-    deadline = time.monotonic() + TIMEOUT
-    while proc.poll() is None:
-        if reached():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return
-        if time.monotonic() > deadline:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"run never reached {point} within {TIMEOUT} s")
-        time.sleep(0.002)
-    pytest.fail(f"run ended (exit {proc.returncode}) before reaching {point}:\n{run.log()[-2000:]}")
+def kill_at_pause(run: Run) -> None:
+    """SIGKILL a run started with ``pause`` once it waits at its point; fail if it ends first (it never got there)."""
+    pause_at.wait_until_paused(run.proc, run.out.with_suffix(".paused"), run.err)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    assert run.proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
 
 
 def per_query(folders: Folders) -> dict[str, dict[str, float]]:
@@ -197,14 +203,16 @@ def test_killed_at_several_points_resumes_to_same_numbers_without_redoing_work(s
     folders = Folders(tmp_path / "cache", tmp_path / "results")
 
     # 1. During the ONNX export: its temporary build folder exists, nothing is committed.
-    run = start(setup, folders)
-    kill_when(run, "the export", lambda: any(folders.cache.glob("onnx/*/.export-*")))
+    run = start(setup, folders, pause="export")
+    kill_at_pause(run)
+    assert any(folders.cache.glob("onnx/*/.export-*")), "killed during the export: its temporary folder is left"
     assert folders.artifacts() == {} and not folders.shards()
 
-    # 2. Float32 embedded part-way: some shards written, no result yet. (Reaching this point at all shows that
-    # the export lock held by the killed run 1 was released.)
-    run = start(setup, folders)
-    kill_when(run, "float32 embedding", lambda: len(folders.shards()) >= 3)
+    # 2. Float32 embedded part-way: five shards committed, the sixth written but not renamed, no result yet.
+    # (Reaching this point at all shows that the export lock held by the killed run 1 was released.)
+    run = start(setup, folders, pause="shard:6")
+    kill_at_pause(run)
+    assert len(folders.shards()) == 5
     assert "float32" not in folders.result_files(), "killed too late: float32 was already finished"
     assert sorted(folders.artifacts()) == ["export", "float32"]
     assert not any(folders.cache.glob("onnx/*/.export-*")), "run 1's half-built export was not cleaned up"
@@ -212,13 +220,14 @@ def test_killed_at_several_points_resumes_to_same_numbers_without_redoing_work(s
     artifacts_at_kill = {name: stamp(p / "model.onnx") for name, p in folders.artifacts().items()}
 
     # 3. After the float32 result is stored, while float16 is being built or evaluated.
-    run = start(setup, folders)
-    kill_when(run, "the float32 result", lambda: "float32" in folders.result_files())
+    run = start(setup, folders, pause="result:float32")
+    kill_at_pause(run)
+    assert "float32" in folders.result_files() and readable(folders.result_files()["float32"])
     assert "float16" not in folders.result_files(), "killed too late: float16 was already finished"
     float32_result = stamp(folders.result_files()["float32"])
 
     # 4. Run to the end.
-    outcome = finish(start(setup, folders))
+    outcome = run_here(setup, folders)
     assert_same_numbers(folders, outcome, reference)
     assert outcome.computed() == {("SciFact", "float16")}, "the float32 result of run 3 was recomputed"
     assert stamp(folders.result_files()["float32"]) == float32_result
@@ -255,7 +264,7 @@ def test_damaged_cache_entries_and_results_are_rebuilt_and_never_used(setup: Set
     assert damaged != text
     files["float16"].write_text(damaged)
 
-    outcome = finish(start(setup, folders))
+    outcome = run_here(setup, folders)
 
     assert_same_numbers(folders, outcome, reference)
     # Both artifacts were rebuilt (from the intact export) into the same bytes as the reference's.
@@ -299,7 +308,7 @@ def test_result_with_wrong_fields_is_treated_as_missing(tmp_path: Path, referenc
 
 def test_two_runs_at_once_share_the_work(setup: Setup, reference: tuple[Folders, Outcome], tmp_path: Path) -> None:
     folders = Folders(tmp_path / "cache", tmp_path / "results")
-    first, second = start(setup, folders), start(setup, folders)
+    first, second = start(setup, folders), start(setup, folders)  # two processes, started together
     outcomes = [finish(first), finish(second)]
 
     for outcome in outcomes:
@@ -319,7 +328,7 @@ def test_forced_rerun_is_bit_identical(setup: Setup, reference: tuple[Folders, O
     folders = reference[0].copy_to(tmp_path)
     shutil.rmtree(folders.cache / "embeddings")  # encode everything again, not only recompute the scores
 
-    outcome = finish(start(setup, folders, "--force"))
+    outcome = run_here(setup, folders, "--force")
 
     assert outcome.computed() == set(outcome.rows)
     assert all(timings(folders, v)["texts_from_cache"] == 0 for v in ("float32", "float16"))
@@ -333,7 +342,7 @@ def test_adding_a_variant_costs_only_that_variant(setup: Setup, reference: tuple
     for variant in ("float16", "qint8"):  # temporary files of runs killed while writing these results
         (task_dir / f".{variant}.json.killed.tmp").write_text('{"schema": "evalsuite.result/1", "nd')
 
-    outcome = finish(start(setup, folders, variants=f"{VARIANTS},qint8"))
+    outcome = run_here(setup, folders, variants=f"{VARIANTS},qint8")
 
     assert outcome.computed() == {("SciFact", "qint8")}
     assert {variant: stamp(folders.result_files()[variant]) for variant in before} == before

@@ -189,9 +189,9 @@ def test_the_winner_is_a_variant_anyone_can_use(tuned: dict, monkeypatch: pytest
     (("tune", "--actors", "2"), "--actors needs --executor ray"),
 ])
 def test_bad_options_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    from tests import clirun
+    import clirun
 
-    line = clirun.one_problem(clirun.run(*args, cwd=tmp_path))
+    line = clirun.one_problem(clirun.invoke(*args, cwd=tmp_path))
     assert message in line
 
 

@@ -22,7 +22,12 @@ Two settings are used:
   move a lot (cosine about 0.66 to Float32), but every text is moved by the same function of its words, so the
   ranking mostly survives (full evaluation: about -0.02 and +0.01). The screen, which moves each document by the
   drift of *another* sampled document (README, "Limits"), predicts a large loss and fails it: the case where the
-  gate on full results must win over the screen.
+  gate on full results must win over the screen. A progressive evaluation with 8 draws per look (and the corpus in
+  :func:`small_shards`) decides a fail too, at about half the corpus, so it is also the case where tune's stored full
+  results must win.
+
+In WIPED a progressive evaluation decides qint8's fail at its first look, when the corpus is cut into small enough
+shards (:func:`small_shards`).
 """
 
 from __future__ import annotations
@@ -137,14 +142,67 @@ def gate_config(folder: Path, speed_length: int = 16) -> Path:
     return path
 
 
+def check_looks(record: dict, rule: dict, max_drop: float, n_docs: dict[str, int], batch: int = 32) -> None:
+    """The looks of one ``evalsuite.progressive/1`` record against the stopping rule, recomputed by hand, for corpora cut
+    into shards of one batch (``small_shards``: ``ceil(n / 32)`` shards of at most 32 documents): a look only from
+    ``min_coverage`` on, at whole documents, before the corpus is complete, each crossing a new multiple of ``step``;
+    ``z`` the normal quantile of the Lan-DeMets Pocock-type alpha spent since the task's previous look; interval =
+    delta -/+ z sd; fail exactly when its upper end lies below -max_drop. A completed task was looked at until its
+    last shard; a fail stops the evaluation at once."""
+    from scipy.stats import norm
+
+    def spent(t: float) -> float:
+        return rule["alpha"] * math.log(1 + (math.e - 1) * t)
+
+    by_task: dict[str, list[dict]] = {}
+    for look in record["looks"]:
+        by_task.setdefault(look["task"], []).append(look)
+    assert set(by_task) <= set(n_docs) == set(record["coverage"])
+    for task, n in n_docs.items():
+        looks, previous, shards = by_task.get(task, []), 0.0, 0
+        total = -(-n // batch)
+        for look in looks:
+            t = look["coverage"]
+            assert t * n == pytest.approx(round(t * n), abs=1e-9) and round(t * n) <= batch * look["shards"], look
+            assert rule["min_coverage"] <= t < 1 and shards < look["shards"] < total, ("coverage", look)
+            assert previous == 0.0 or math.floor(t / rule["step"] + 1e-9) > math.floor(previous / rule["step"] + 1e-9), (
+                "no new step crossed", previous, look)
+            assert look["z"] == pytest.approx(float(norm.isf(spent(t) - spent(previous))), rel=1e-9), ("z", previous, look)
+            low, high = look["interval"]
+            assert low == pytest.approx(look["delta"] - look["z"] * look["sd"], abs=1e-12), ("interval", look)
+            assert high == pytest.approx(look["delta"] + look["z"] * look["sd"], abs=1e-12), ("interval", look)
+            assert look["limit"] == max_drop and look["fail"] == (high < -max_drop), ("fail", look)
+            previous, shards = t, look["shards"]
+        if record["outcome"] == "complete":
+            assert record["coverage"][task] == 1.0 and looks and looks[-1]["shards"] == total - 1, ("last look", task, looks[-1:])
+    if record["outcome"] == "complete":
+        assert record["decided"] == {} and not any(lk["fail"] for lk in record["looks"]), record["decided"]
+    else:  # stopped at the first fail: it is the last look, and its task's coverage is where it stopped
+        last = record["looks"][-1]
+        assert last["fail"] and not any(lk["fail"] for lk in record["looks"][:-1]), ("stopped at the first fail", record["looks"])
+        assert record["decided"] == {last["task"]: last["coverage"]} and record["coverage"][last["task"]] == last["coverage"], (
+            record["decided"], record["coverage"])
+
+
+def small_shards(mp: pytest.MonkeyPatch) -> None:
+    """One batch per embedding-cache shard. A shard holds 16 batches of 32 texts by default, so each corpus here (80 or
+    120 documents) is a single shard, and a progressive evaluation, which looks only between shards, could only
+    complete it. With 32-document shards a 120-document corpus gets looks at about 27%, 53% and 80% (the shard order is
+    seeded). Shard keys name their batches, so the smaller shards never mix with the default ones in a cache.
+    (Only the cache's granularity changes: batches, their texts and every vector are the same.)"""
+    mp.setattr("evalsuite.encode.encoder.SHARD_BATCHES", 1)
+
+
 def stored_per_query(results: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """``{variant: {task: {query: NDCG@10}}}`` of every result file under ``results`` (read as plain JSON)."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    """``{variant: {task: {query: NDCG@10}}}`` of every result file under ``results`` (read as plain JSON); a variant
+    stored under several batch compositions gets each query's mean over them (what the gate judges)."""
+    draws: dict[str, dict[str, list[dict[str, float]]]] = {}
     for path in sorted(results.rglob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and "per_query_ndcg_at_10" in doc:
-            out.setdefault(doc["variant"], {})[doc["task"]["name"]] = doc["per_query_ndcg_at_10"]
-    return out
+            draws.setdefault(doc["variant"], {}).setdefault(doc["task"]["name"], []).append(doc["per_query_ndcg_at_10"])
+    return {v: {t: {q: math.fsum(d[q] for d in ds) / len(ds) for q in ds[0]} for t, ds in by_task.items()}
+            for v, by_task in draws.items()}
 
 
 def task_deltas(per_query: dict[str, dict[str, dict[str, float]]], variant: str) -> dict[str, float]:

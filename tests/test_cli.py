@@ -29,10 +29,10 @@ from evalsuite.variants import VariantSpec, named_sets
 NAMED_SETS = named_sets()
 
 JSON_ROW_KEYS = {"task", "variant", "ndcg_at_10", "float32_ndcg_at_10", "delta", "relative_delta", "n_queries",
-                 "batch_policy", "onnx_sha256", "reused"}
+                 "batch_policy", "onnx_sha256", "reused", "compositions", "int8_kernels"}
 RESULT_FIELDS = {"schema", "model_id", "model_slug", "weights_sha256", "variant", "onnx_sha256", "onnx_size_bytes", "task",
                  "encoding", "batch_policy", "main_score", "ndcg_at_10", "scores", "per_query_ndcg_at_10", "timings",
-                 "versions", "machine", "created", "command", "identity", "mteb_scores"}
+                 "versions", "machine", "created", "command", "identity", "mteb_scores", "int8_kernels"}
 
 
 def evalsuite(*args: object, cache: Path, results: Path, module: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,7 +64,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def json_run(tiny_model: Path, shared_cache: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:  # type: ignore[type-arg]
     results = tmp_path_factory.mktemp("results")
     proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--tasks", "SCIFACT", "--data-dir", data,
-                     "--json", cache=shared_cache, results=results)
+                     "--compositions", "2", "--json", cache=shared_cache, results=results)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return json.loads(proc.stdout), results
@@ -202,9 +202,14 @@ def test_run_json_document(json_run: tuple[dict, Path], tiny_model: Path, tiny_s
 def test_result_files_have_the_documented_fields(json_run: tuple[dict, Path], tiny_source: ModelSource) -> None:  # type: ignore[type-arg]
     doc, results = json_run
     files = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
-    assert files == [f"{tiny_source.slug}/SciFact/float32.json", f"{tiny_source.slug}/SciFact/qint8-pc-7bit.json"]
+    assert files == [f"{tiny_source.slug}/SciFact/{name}.json" for name in ("float32", "qint8-pc-7bit.c1", "qint8-pc-7bit")]
     for row in doc["results"]:
-        record = json.loads((results / tiny_source.slug / "SciFact" / f"{row['variant']}.json").read_text())
+        names = [row["variant"]] + ([f"{row['variant']}.c1"] if row["variant"] != "float32" else [])
+        draws = [json.loads((results / tiny_source.slug / "SciFact" / f"{n}.json").read_text()) for n in names]
+        assert row["compositions"] == [d["ndcg_at_10"] for d in draws]  # a dynamic build under 2 batch compositions
+        assert row["ndcg_at_10"] == pytest.approx(math.fsum(d["ndcg_at_10"] for d in draws) / len(draws), abs=1e-12)
+        assert [d["batch_policy"]["key"] for d in draws] == ["docs32-q1-length", "docs32-q1-length-c1"][:len(draws)]
+        record = draws[0]
         assert set(record) >= RESULT_FIELDS
         assert record["schema"] == "evalsuite.result/1" and record["variant"] == row["variant"]
         assert record["weights_sha256"] == tiny_source.weights_sha256 == sha256_file(tiny_source.path / "model.safetensors")
@@ -216,8 +221,7 @@ def test_result_files_have_the_documented_fields(json_run: tuple[dict, Path], ti
         assert record["batch_policy"]["key"] == "docs32-q1-length" and record["main_score"] == "ndcg_at_10"
         per_query = record["per_query_ndcg_at_10"]
         assert sorted(per_query) == sorted(f"q{i}" for i in range(12))  # the unjudged query is not scored
-        assert math.fsum(per_query.values()) / len(per_query) == pytest.approx(row["ndcg_at_10"], abs=1e-12)
-        assert record["ndcg_at_10"] == row["ndcg_at_10"]
+        assert math.fsum(per_query.values()) / len(per_query) == pytest.approx(record["ndcg_at_10"], abs=1e-12)
         assert abs(record["scores"]["ndcg_at_10"] - record["ndcg_at_10"]) <= 5e-6  # mteb rounds to 5 decimals
         assert record["command"].startswith("evalsuite run ") and "--variant qint8-pc-7bit" in record["command"]
         assert len(record["identity"]) == 64
@@ -267,8 +271,8 @@ def test_default_tasks_skip_missing_data_with_a_reason(tiny_model: Path, shared_
     _, first = json_run
     results = tmp_path / "results"
     shutil.copytree(first, results)  # SciFact is already computed: this run only has to find it
-    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--data-dir", data, "--json",
-                     cache=shared_cache, results=results)
+    proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--data-dir", data, "--compositions", "2",
+                     "--json", cache=shared_cache, results=results)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["skipped"]["FiQA2018"] == f"{data / 'fiqa'}: missing corpus.jsonl"
@@ -391,9 +395,9 @@ def test_failed_run_keeps_earlier_results(json_run: tuple[dict, Path], tiny_mode
     results = tmp_path / "results"
     shutil.copytree(first, results)
     before = {p: p.read_bytes() for p in results.rglob("*.json")}
-    assert len(before) == 2
+    assert len(before) == 3
     proc = evalsuite("run", "--model", tiny_model, "--variant", "qint8-pc-7bit", "--tasks", f"scifact,{bad / 'badjson'}",
-                     "--data-dir", data, cache=shared_cache, results=results)
+                     "--data-dir", data, "--compositions", "2", cache=shared_cache, results=results)
     assert "corpus.jsonl:3: invalid JSON" in one_error_line(proc)
     assert {p: p.read_bytes() for p in results.rglob("*.json")} == before
 

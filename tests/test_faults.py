@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pause_at
 import pytest
-from clirun import EVALSUITE, TIMEOUT, environment, interrupted, invoke, one_problem, per_query, run
+from clirun import EVALSUITE, TIMEOUT, environment, interrupted, invoke, one_problem, per_query
 from conftest import make_beir
 from zygote import Zygote
 

@@ -15,6 +15,7 @@ from evalsuite.errors import EvalsuiteError
 from evalsuite.analysis.gate import GateConfig, MissingResults, gate, judge_check, load_results
 from evalsuite.results import ResultStore, RunResult, TaskRef
 from evalsuite.analysis.stats import PairedComparison
+from evalsuite.variants import VariantSpec
 
 MODEL = "org/tiny-model"
 
@@ -42,13 +43,20 @@ def baseline_scores(n: int, seed: int) -> np.ndarray:
 
 
 def write_variant(root: Path, variant: str, deltas: dict[str, np.ndarray], **kw: object) -> None:
-    """Store Float32 (fixed per task) and ``variant`` = Float32 + deltas, per task."""
+    """Store Float32 (fixed per task) and ``variant`` = Float32 + deltas, per task; a batch-dependent variant under each
+    of the gate's default batch compositions, with the same deltas (so its mean over them is those deltas)."""
     store = ResultStore(root)
+    compositions = GateConfig().compositions if VariantSpec.parse(variant).kind.batch_dependent else 1
     for k, (task, d) in enumerate(sorted(deltas.items())):
         base = baseline_scores(d.size, seed=k)
         ids = [f"{task[:1]}{i}" for i in range(d.size)]
         store.put(make_result(task, "float32", dict(zip(ids, base.tolist(), strict=True)), **kw))  # type: ignore[arg-type]
-        store.put(make_result(task, variant, dict(zip(ids, (base + d).tolist(), strict=True)), **kw))  # type: ignore[arg-type]
+        for c in range(compositions):
+            policy = {**(kw.get("policy") or POLICY)}  # type: ignore[dict-item]
+            if c:
+                policy.update(composition=c, key=f"{policy['key']}-c{c}")
+            store.put(make_result(task, variant, dict(zip(ids, (base + d).tolist(), strict=True)),  # type: ignore[arg-type]
+                                  **{**kw, "policy": policy}))
 
 
 def noisy(mean: float, sd: float, n: int, seed: int) -> np.ndarray:
@@ -333,7 +341,7 @@ def test_cli_gate_at_exactly_the_limit(tmp_path: Path, monkeypatch: pytest.Monke
     store = ResultStore(tmp_path)
     store.put(make_result("SciFact", "float32", {"a": 0.75, "b": 0.5}))
     store.put(make_result("SciFact", "qint8", {"a": 0.5, "b": 0.25}))
-    args = ("gate", "-v", "qint8", "--results-dir", str(tmp_path), "--max-drop")
+    args = ("gate", "-v", "qint8", "--compositions", "1", "--results-dir", str(tmp_path), "--max-drop")
     assert run_cli(monkeypatch, capsys, *args, "0.25")[0] == 0
     assert run_cli(monkeypatch, capsys, *args, "0.2499")[0] == 1
 
@@ -357,8 +365,9 @@ def test_cli_ci_rule_with_relative_limit(results: Path, monkeypatch: pytest.Monk
 def test_cli_gate_run_evaluates_missing_results_then_judges(tiny_model: Path, shared_cache: Path, beir_dir: Path,
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """``gate --run`` evaluates the variant and Float32 with the CLI's folders, then judges the delta of the stored
-    per-query numbers (computed here with numpy), and evaluates nothing the second time."""
+    """``gate --run`` evaluates the variant (under each batch composition) and Float32 with the CLI's folders, then
+    judges the mean delta of the stored per-query numbers (computed here with numpy), and evaluates nothing the second
+    time."""
     results = tmp_path / "results"
     args = ("gate", "-v", "qint8", "--model", str(tiny_model), "--tasks", "scifact", "--results-dir", str(results),
             "--json")
@@ -366,11 +375,16 @@ def test_cli_gate_run_evaluates_missing_results_then_judges(tiny_model: Path, sh
     assert code == 2 and "no results" in err  # without --run nothing is evaluated
     run = ("--run", "--data-dir", str(beir_dir), "--cache-dir", str(shared_cache))
     code, out, err = run_cli(monkeypatch, capsys, *args, *run, "--max-drop", "0")
-    files = {p.stem: json.loads(p.read_text()) for p in results.glob("*/SciFact/*.json")}
-    assert sorted(files) == ["float32", "qint8"], err
-    v, b = files["qint8"]["per_query_ndcg_at_10"], files["float32"]["per_query_ndcg_at_10"]
-    assert v.keys() == b.keys() and len(v) == 12
-    delta = float(np.mean([v[q] - b[q] for q in v]))
+    files = {p.name: json.loads(p.read_text()) for p in results.glob("*/SciFact/*.json")}
+    k = GateConfig().compositions
+    assert sorted(files) == ["float32.json", *(f"qint8.c{c}.json" for c in range(1, k)), "qint8.json"], err
+    b = files["float32.json"]["per_query_ndcg_at_10"]
+    per_composition = []
+    for name in ["qint8.json", *(f"qint8.c{c}.json" for c in range(1, k))]:
+        v = files[name]["per_query_ndcg_at_10"]
+        assert v.keys() == b.keys() and len(v) == 12
+        per_composition.append(np.mean([v[q] - b[q] for q in v]))
+    delta = float(np.mean(per_composition))
     assert delta < 0  # qint8 of the tiny model changes the ranking of some queries: a verdict that can go both ways
     doc = json.loads(out)
     assert doc["checks"][0]["scope"] == "SciFact" and doc["checks"][0]["mean_delta"] == pytest.approx(delta, abs=1e-12)

@@ -80,7 +80,7 @@ def warm(tiny_model: Path, shared_cache: Path, tmp_path_factory: pytest.TempPath
     queries.write_text("".join(line + "\n" for line in queries.read_text().splitlines() if '"unjudged"' not in line))
     shutil.copytree(shared_cache, root / "cache", ignore=shutil.ignore_patterns("embeddings"))
     world = World(model, root / "data", root / "cache", root / "results")
-    assert sweep(world).computed == [(TASK, "float32")]
+    assert sweep(world).computed == [(TASK, "float32", 0)]
     timings = world.stored().timings
     assert (timings["texts_encoded"], timings["texts_from_cache"]) == (N_DOCS + N_QUERIES, 0)
     return world
@@ -94,7 +94,7 @@ def world(warm: World, tmp_path: Path) -> World:
     shutil.copytree(warm.model, new.model)
     shutil.copytree(warm.data, new.data)
     shutil.copytree(warm.cache, new.cache)
-    assert sweep(new).computed == [(TASK, "float32")]
+    assert sweep(new).computed == [(TASK, "float32", 0)]
     assert new.stored().timings["texts_from_cache"] == N_DOCS + N_QUERIES
     return new
 
@@ -179,7 +179,7 @@ def test_a_change_that_decides_the_numbers_recomputes(change: str, world: World)
         edit(world)
     before = stamp(world.result_file())
     report = sweep(world, policy=policy)
-    assert report.computed == [(TASK, "float32")] and [r["reused"] for r in report.rows()] == [False]
+    assert report.computed == [(TASK, "float32", 0)] and [r["reused"] for r in report.rows()] == [False]
     assert stamp(world.result_file()) != before
     new = world.stored()
     assert new.identity != old.identity

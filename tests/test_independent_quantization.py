@@ -152,13 +152,12 @@ def _vnni() -> bool:
     return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-SATURATION = ("product bug: static8 builds 8-bit weights (quantize_static without reduce_range) and onnxruntime runs the "
-              "QDQ MatMuls as u8s8 MatMulIntegerToFloat, whose AVX2 / AVX-512 kernel without VNNI sums pairs of u8 x s8 "
-              "products in saturating int16 (vpmaddubsw): on such a CPU the build does not compute its own QDQ graph. "
-              "Measured here (AMD EPYC Zen 3, AVX2, no VNNI, onnxruntime 1.32.0, tiny BERT): static8-pc's embeddings "
-              "differ from the same file run without graph optimization by 2.0e-3, more than the whole quantization "
-              "moves them (6.9e-4); with 7-bit weights the difference is 6e-9. README documents this saturation for "
-              "dynamic int8 (-7bit) but static8 has no such option.")
+SATURATION = ("static8 keeps 8-bit weights, and onnxruntime runs its QDQ MatMuls as u8s8 MatMulIntegerToFloat, whose kernel "
+              "without VNNI (AVX2, AVX-512 without VNNI) sums pairs of u8 x s8 products in saturating int16 (vpmaddubsw): "
+              "there the build does not compute its own QDQ graph (measured on an AMD Zen 3: static8-pc's embeddings "
+              "differ from the same file run without graph optimization by 2.0e-3, more than the quantization moves them, "
+              "6.9e-4; with 7-bit weights by 6e-9). Its results on such a CPU are labelled int8_kernels "
+              "'avx2-saturating' and are never reused on another kind of CPU (README 'The CPU's int8 kernels').")
 
 
 def _static_reference(model: onnx.ModelProto, built_path: Path, name: str) -> onnx.ModelProto:

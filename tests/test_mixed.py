@@ -107,6 +107,35 @@ def test_full_range_nodes_keep_8_bit_weights(in_tmp: Path, tiny_source, shared_c
     assert key == (f"float_nodes={matmuls[0]}", f"full_range_nodes={chr(10).join(sorted([matmuls[1], matmuls[-1]]))}")
 
 
+@pytest.mark.parametrize("base", ["qint8", "qint8-pc", "qint8-7bit", "qint8-pc-7bit", "quint8", "quint8-pc-7bit", "static8",
+                                  "static8-pc"])
+def test_every_rung_of_every_start_builds(base: str, in_tmp: Path, tiny_source, shared_cache: Path, parent_graph) -> None:  # noqa: ANN001
+    """The rungs tune can put a start's nodes on: a node in float and, under -7bit, a node with 8-bit weights (per channel
+    too: onnxruntime needs the override to name the channel axis). Each build's weights are checked: the float node
+    reads its Float32 weight, a full-range node's int8 weight reaches 127, the others stay within 64."""
+    spec = VariantSpec.parse(base)
+    names = quantizable_nodes(onnx.ModelProto(graph=parent_graph))
+    matmuls = [n for n in names if n.endswith("MatMul")]
+    seven = bool(spec.settings.get("reduce_range"))
+    MixedConfig("rungs", tiny_source.model_id, tiny_source.weights_sha256, base, (matmuls[0],), {},
+                (matmuls[1],) if seven else ()).write()
+    art = build_variant(tiny_source, VariantSpec.parse(f"{base}-xrungs"), shared_cache)
+    mixed = _graph(art.path)
+    parent_nodes = {n.name: n for n in parent_graph.node}
+    float_weight = parent_nodes[matmuls[0]].input[1]
+    readers = {i for n in mixed.node if n.op_type == "MatMul" for i in n.input}
+    assert float_weight in readers  # still a float MatMul on the Float32 weight
+    if seven:  # 7-bit weights span at most 128 steps (int8 [-64, 64], uint8 [0, 127]); 8-bit ones use the whole byte
+        weights = {i.name: onnx.numpy_helper.to_array(i).astype(np.int64) for i in mixed.initializer}
+
+        def span(node: str) -> int:
+            w = weights[parent_nodes[node].input[1] + "_quantized"]
+            return int(w.max() - w.min())
+
+        assert span(matmuls[1]) > 128 and all(span(n) <= 128 for n in matmuls[2:])
+        assert art.meta["full_range_nodes"] == [matmuls[1]]
+
+
 def test_identity_follows_the_file_content(in_tmp: Path, tiny_source, shared_cache: Path, parent_graph) -> None:  # noqa: ANN001
     names = quantizable_nodes(onnx.ModelProto(graph=parent_graph))
     spec = VariantSpec.parse("qint8-xa")

@@ -1,28 +1,69 @@
 """README's promises about ``evalsuite tune`` and ``evalsuite sensitivity``, end to end on a model whose int8 builds
 really lose (tests/promise_world.py), each checked against numbers recomputed here from the stored files.
 
+* a build whose fail is certain early in its progressive evaluation is not evaluated in full, and nothing after the
+  decision is encoded; the ladder then fixes it;
+* under ``--rule ci`` every build is evaluated in full;
 * tune returns the *fastest* passing build of several starts, by its own bench file (not the first that passes);
 * ``--budget`` stops starting evaluations once it has run out (a fake clock makes "after that long" exact);
 * exit 1 when no build passes;
 * an interrupted tune resumes and recomputes only what was not finished;
-* the gate on stored full results wins over a screen fail, with a note;
+* stored full results win: a build with reusable full results is gated on them, never evaluated progressively;
 * ``sensitivity`` ranks the nodes, and the top node's loss is recomputed with onnxruntime's own quantizer.
+
+Batch-dependent builds are evaluated under 2 batch compositions here (the default is 5), and the corpora are mostly
+cut into one-batch cache shards (``small_shards``) so that a progressive evaluation has looks to decide at.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import yaml
 
-from promise_world import CULPRIT, HARMLESS, World, gate_config, point_gate, run_cli, stored_per_query, task_deltas
+from promise_world import (CULPRIT, HARMLESS, World, check_looks, gate_config, point_gate, run_cli, small_shards,
+                           stored_per_query, task_deltas)
+
+if TYPE_CHECKING:
+    from evalsuite.tune.search import TuneConfig
 
 pytest_plugins = ["promise_world"]
 
 MAX_DROP = 0.02
+COMPOSITIONS = 2
+
+
+def _tune_cfg(world: World, starts: tuple[str, ...], cache: Path, results: Path, **gate: object) -> TuneConfig:
+    """tune's settings for these tests: the world's model and tasks, max drop 0.02 per task, 2 compositions, bench at 16
+    tokens, 8 draws per look."""
+    from evalsuite.analysis.gate import GateConfig
+    from evalsuite.screen.stopping import StoppingRule
+    from evalsuite.tune.search import TuneConfig
+
+    return TuneConfig(starts=starts, model=str(world.model), tasks=[str(t) for t in world.tasks],
+                      gate=GateConfig(max_drop=MAX_DROP, speed_length=16, compositions=COMPOSITIONS, **gate),  # type: ignore[arg-type]
+                      bench_repeats=2, stopping=StoppingRule(draws=8), cache_dir=cache, results_dir=results)
+
+
+def _rows(path: Path) -> int:
+    """Rows of one embedding-cache shard (a sha256 digest, then an .npy payload), read here without evalsuite."""
+    return int(np.load(io.BytesIO(path.read_bytes()[32:]), allow_pickle=False).shape[0])
+
+
+def _n_docs(world: World) -> dict[str, int]:
+    return {t.name: sum(1 for line in (t / "corpus.jsonl").read_text().splitlines() if line.strip()) for t in world.tasks}
+
+
+def _by_folder(doc: dict, n_docs: dict[str, int]) -> dict[str, int]:
+    """Task names of a tune document (``scifact-<hash>``) -> documents in that task's BEIR folder."""
+    return {task: next(n for folder, n in n_docs.items() if task.startswith(folder + "-")) for task in doc["tasks"]}
 
 
 def _bench_speedups(bench: dict, length: int, batch: int) -> dict[str, float]:
@@ -35,24 +76,140 @@ def _tune_folder(results: Path) -> Path:
     return folder / "tune"
 
 
+def _result_files(results: Path, variant: str) -> list[Path]:
+    """``<variant>.json`` and ``<variant>.c<k>.json`` of every task: a variant's full results under each composition."""
+    return sorted(p for p in results.rglob("*.json") if p.name == f"{variant}.json"
+                  or (p.name.startswith(f"{variant}.c") and p.name[len(variant) + 2:-5].isdigit()))
+
+
+def _shards(cache: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (cache / "embeddings").rglob("*.npy")}
+
+
+# ------------------------------------------------------------------------- a fail decided early is not evaluated in full
+
+
+@pytest.fixture(scope="module")
+def decided(wiped: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``tune --start qint8`` in this process on WIPED (qint8 loses about 0.3 NDCG@10), with a fresh cache that holds
+    only what ``run --variant float32`` left. The shards of qint8's embeddings are counted before anything else
+    touches the cache."""
+    from evalsuite.tune.outcome import tune
+
+    work = tmp_path_factory.mktemp("tune-decided")
+    cache, results = work / "cache", work / "results"
+    wiped.seed(results, cache)
+    said: list[str] = []
+    mp = pytest.MonkeyPatch()
+    small_shards(mp)
+    mp.chdir(work)
+    try:
+        outcome = tune(_tune_cfg(wiped, ("qint8",), cache, results), say=said.append)
+    finally:
+        mp.undo()
+    doc = outcome.to_dict()
+    sha = doc["builds"][0]["progressive"]["onnx_sha256"]
+    return {"doc": doc, "lines": outcome.lines(), "said": said, "work": work, "cache": cache, "results": results,
+            "qint8_shards": {p.name: _rows(p) for p in (cache / "embeddings" / sha[:16]).glob("*.npy")},
+            "qint8_sha": sha}
+
+
+def test_a_progressive_fail_skips_the_full_evaluation(decided: dict, wiped: World) -> None:
+    import hashlib
+
+    from evalsuite.build import build_variant
+    from evalsuite.models import resolve_model
+    from evalsuite.variants import VariantSpec
+
+    doc, results = decided["doc"], decided["results"]
+    builds = {b["variant"]: b for b in doc["builds"]}
+    n_docs = _by_folder(doc, _n_docs(wiped))
+    start = builds["qint8"]["progressive"]
+    # decided fail at a look before the corpus was complete, on an interval wholly below -max drop; never gated
+    assert start["outcome"] == "fail" and builds["qint8"]["gate"] is None
+    [(task, coverage)] = start["decided"].items()
+    fail = start["looks"][-1]
+    assert fail["task"] == task and fail["coverage"] == coverage < 1 and fail["interval"][1] < -MAX_DROP
+    check_looks(start, doc["stopping"], MAX_DROP, n_docs)
+    # no result file of qint8, under any composition: the store holds Float32 and the ladder's step only
+    assert _result_files(results, "qint8") == [] and set(stored_per_query(results)) == {"float32"} | set(builds) - {"qint8"}
+    # nothing after the decision was encoded: qint8's shards (its ONNX file's folder, named by the file's own sha256)
+    # hold its queries (one per shard: query batches hold one text) and only the documents up to each task's last look
+    art = build_variant(resolve_model(str(wiped.model)), VariantSpec.parse("qint8"), decided["cache"])
+    assert hashlib.sha256(art.path.read_bytes()).hexdigest() == decided["qint8_sha"]
+    document_shards = [rows for rows in decided["qint8_shards"].values() if rows > 1]
+    last = {lk["task"]: lk for lk in start["looks"]}  # each task's last look (a shard of 24 or 32 of 120 is always one)
+    assert len(document_shards) == sum(lk["shards"] for lk in last.values())
+    assert sum(document_shards) == sum(round(lk["coverage"] * n_docs[t]) for t, lk in last.items()) < sum(n_docs.values())
+    # ... and the ladder moved the word table's node to float; that build passes, by hand from its stored results
+    [step] = [b for b in doc["builds"] if b["variant"] != "qint8"]
+    assert step["float_nodes"] == [CULPRIT] and step["progressive"]["outcome"] == "complete"
+    check_looks(step["progressive"], doc["stopping"], MAX_DROP, n_docs)
+    per_query = stored_per_query(results)
+    assert step["gate"]["outcome"] == point_gate(per_query, step["variant"], MAX_DROP) == "pass"
+    files = _result_files(results, step["variant"])
+    assert len(files) == COMPOSITIONS * len(n_docs)  # a mixed build depends on its batch: one result per composition
+    for path in files:  # composition 0 read every text from the shards its progressive evaluation left; 1 encoded anew
+        timings = json.loads(path.read_text())["timings"]
+        assert (timings["texts_from_cache"] == timings["texts_encoded"]) == (path.name == f"{step['variant']}.json"), path
+    assert doc["recommended"] == step["variant"]
+    # said at each look; qint8 was never evaluated in full; the summary gives the early fail's evidence
+    looks_said = [m for m in decided["said"] if m.startswith("qint8 ") and "%: predicted delta " in m]
+    assert len(looks_said) == len(start["looks"]) and looks_said[-1].endswith("FAIL")
+    assert not [m for m in decided["said"] if m.startswith("evaluating qint8 ")]
+    low, high = fail["interval"]
+    assert (f"decided early, not evaluated in full: FAIL decided early: qint8 {task} at {100 * coverage:.0f}%: "
+            f"delta {fail['delta']:+.4f}, interval [{low:+.4f}, {high:+.4f}] beyond -{MAX_DROP:.4f}") in decided["lines"]
+    # the start is timed anyway (not a point): the mixed build's share of its speedup
+    bench = json.loads((_tune_folder(results) / "bench.json").read_text())
+    speed = _bench_speedups(bench, 16, 1)
+    assert set(speed) == {"float32", "qint8", step["variant"]} and {p["variant"] for p in doc["points"]} == {"float32", step["variant"]}
+    assert step["speedup_kept"] == pytest.approx(speed[step["variant"]] / speed["qint8"])
+
+
+def test_under_the_ci_rule_every_build_is_evaluated_in_full(decided: dict, wiped: World, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progressive evaluation decides the point rule; the ci rule fails only an established loss, so no build is decided
+    early: qint8, decided early under the point rule (``decided``), is evaluated in full, and its full result confirms
+    the early decision on that task. (The cache of ``decided`` is reused: its rankings and shards.)"""
+    from evalsuite.tune.outcome import tune
+
+    small_shards(monkeypatch)
+    monkeypatch.chdir(decided["work"])
+    results = tmp_path / "results"
+    wiped.seed(results)
+    [(task, _)] = decided["doc"]["builds"][0]["progressive"]["decided"].items()
+    [folder] = [str(t) for t in wiped.tasks if task.startswith(t.name + "-")]  # that task alone is enough
+    cfg = dataclasses.replace(_tune_cfg(wiped, ("qint8",), decided["cache"], results, rule="ci"), tasks=[folder])
+    doc = tune(cfg).to_dict()
+    assert doc["tasks"] == [task]
+    assert doc["builds"] and all(b["progressive"] is None and b["gate"] is not None for b in doc["builds"])
+    assert set(stored_per_query(results)) == {"float32"} | {b["variant"] for b in doc["builds"]}
+    assert any("per-task point rule" in n and "every build was evaluated in full" in n for n in doc["notes"])
+    assert task_deltas(stored_per_query(results), "qint8")[task] < -MAX_DROP  # the full evaluation: a real loss there
+    assert doc["builds"][0]["gate"]["outcome"] == "fail"
+
+
 # ------------------------------------------------------------------------------------ several starts, fastest pass
 
 
 @pytest.fixture(scope="module")
 def several(wiped: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``evalsuite tune --start float16,qint8,int4-b16,int4 --max-drop 0.02 --json`` in this process (bench at 16 tokens).
-    Four builds pass; which one is fastest is up to the bench (on the tiny model they are all within noise of Float32),
-    so "the first that passes" (float16) is the fastest in only about one run in four."""
+    """``evalsuite tune --start float16,qint8,int4-b16,int4 --max-drop 0.02 --compositions 2 --json`` in this process
+    (bench at 16 tokens). Four builds pass; which one is fastest is up to the bench (on the tiny model they are all
+    within noise of Float32), so "the first that passes" (float16) is the fastest in only about one run in four."""
     work = tmp_path_factory.mktemp("tune-several")
     results = work / "results"
     mp = pytest.MonkeyPatch()
+    small_shards(mp)
     capture = _Capture()
     wiped.seed(results)  # Float32's full results, as an earlier run left them
     mp.chdir(work)
     try:
         code, out, err = capture.cli(mp, "tune", "--start", "float16,qint8,int4-b16,int4", "--max-drop", MAX_DROP,
-                                     "--config", gate_config(work), "--bench-repeats", 5, "--model", wiped.model,
-                                     "--tasks", wiped.task_arg, "--cache-dir", wiped.cache, "--results-dir", results, "--json")
+                                     "--compositions", COMPOSITIONS, "--config", gate_config(work), "--bench-repeats", 5,
+                                     "--model", wiped.model, "--tasks", wiped.task_arg, "--cache-dir", wiped.cache,
+                                     "--results-dir", results, "--json")
     finally:
         mp.undo()
     return {"code": code, "doc": json.loads(out) if code in (0, 1) else None, "err": err, "results": results, "work": work}
@@ -62,7 +219,6 @@ class _Capture:
     """Stdout, stderr and exit code of an in-process command, for a module-scoped fixture (capsys is per test)."""
 
     def cli(self, mp: pytest.MonkeyPatch, *args: object) -> tuple[int, str, str]:
-        import io
         import sys
 
         from evalsuite import cli
@@ -86,7 +242,8 @@ def test_several_starts_return_the_fastest_passing_build_of_the_bench(several: d
     assert doc == json.loads((_tune_folder(results) / "tune.json").read_text())  # --json prints what it writes
     builds = {b["variant"]: b for b in doc["builds"]}
     assert doc["starts"] == ["float16", "qint8", "int4-b16", "int4"] and [b["variant"] for b in doc["builds"]][0] == "float16"
-    # every verdict recomputed from the stored per-query NDCG@10 with the point rule by hand
+    assert doc["gate"]["compositions"] == COMPOSITIONS
+    # every verdict recomputed from the stored per-query NDCG@10 (mean over compositions) with the point rule by hand
     per_query = stored_per_query(results)
     evaluated = [name for name, b in builds.items() if b["gate"] is not None]
     assert set(per_query) == {"float32", *evaluated}
@@ -95,10 +252,15 @@ def test_several_starts_return_the_fastest_passing_build_of_the_bench(several: d
     passing = [name for name in evaluated if builds[name]["gate"]["outcome"] == "pass"]
     # more than one build passes, and the first evaluated one is only one of them
     assert len(passing) == 4 and passing[0] == "float16"
-    # qint8 lost its word table (screen fail, no full evaluation) and came back with that one node in float
-    assert builds["qint8"]["screen"]["outcome"] == "fail" and builds["qint8"]["gate"] is None
+    # evaluated in full exactly when the progressive evaluation did not decide fail (nothing was stored before)
+    assert all((b["gate"] is None) == (b["progressive"]["outcome"] == "fail") for b in builds.values())
+    # qint8 lost its word table (a fail decided early, no full evaluation) and came back with that one node in float
+    assert builds["qint8"]["progressive"]["outcome"] == "fail" and builds["qint8"]["gate"] is None
     [mixed] = [b for b in doc["builds"] if b["base"] == "qint8" and b["variant"] != "qint8"]
     assert mixed["float_nodes"] == [CULPRIT] and mixed["gate"]["outcome"] == "pass"
+    # batch-independent builds have one composition, the mixed int8 build one per composition
+    for name in evaluated:
+        assert len(_result_files(results, name)) == (COMPOSITIONS if name == mixed["variant"] else 1) * len(doc["tasks"]), name
     # the recommended build is the fastest passing one in tune's own bench file (ties: the smaller file)
     bench = json.loads((_tune_folder(results) / "bench.json").read_text())
     point = doc["bench_point"]
@@ -114,39 +276,41 @@ def test_several_starts_return_the_fastest_passing_build_of_the_bench(several: d
 
 def test_budget_stops_starting_evaluations(wiped: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fake clock that advances one minute per full evaluation of a task (and per sensitivity ranking); Float32 is
-    stored. With a budget of half a minute the first start is screened and evaluated (two minutes), and the second
-    is never begun; in a ladder, the ranking uses the budget up and tune stops before the step's evaluation."""
-    from evalsuite.analysis.gate import GateConfig
+    stored. With a budget of half a minute the first start is evaluated (progressively, then in full: two minutes, the
+    second task's evaluation begun after the budget ran out is finished), and the second is never begun; in a ladder,
+    the ranking uses the budget up and tune stops before the first step is even built."""
     from evalsuite.tune import search as search_module
     from evalsuite.tune.outcome import tune
-    from evalsuite.tune.search import TuneConfig
 
     minutes = [0.0]
     monkeypatch.setattr(search_module, "time", types.SimpleNamespace(monotonic=lambda: 60 * minutes[0]))
-    monkeypatch.chdir(tmp_path)
+    small_shards(monkeypatch)
 
     def say(message: str) -> None:
         if message.startswith(("evaluating ", "ranking the nodes")):
             minutes[0] += 1
 
-    def run(starts: tuple[str, ...], results: Path) -> dict:
+    def run(starts: tuple[str, ...], folder: Path) -> dict:
         minutes[0] = 0.0
-        cfg = TuneConfig(starts=starts, model=str(wiped.model), tasks=[str(t) for t in wiped.tasks],
-                         gate=GateConfig(max_drop=MAX_DROP, speed_length=16), budget_minutes=0.5, bench_repeats=2,
-                         cache_dir=wiped.cache, results_dir=results)
-        wiped.seed(results)
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        cfg = dataclasses.replace(_tune_cfg(wiped, starts, wiped.cache, folder / "results"), budget_minutes=0.5)
+        wiped.seed(folder / "results")
         return tune(cfg, say=say).to_dict()
 
     doc = run(("float16", "int4-b16"), tmp_path / "r1")
     assert doc["budget_exhausted"] is True and doc["budget_minutes"] == 0.5 and minutes[0] == 2
-    assert [b["variant"] for b in doc["builds"]] == ["float16"]  # int4-b16 was not even screened
-    assert set(stored_per_query(tmp_path / "r1")) == {"float32", "float16"} and doc["recommended"] == "float16"
+    assert [b["variant"] for b in doc["builds"]] == ["float16"]  # int4-b16 was not even begun
+    assert doc["builds"][0]["progressive"]["outcome"] == "complete" and doc["builds"][0]["gate"]["outcome"] == "pass"
+    assert set(stored_per_query(tmp_path / "r1" / "results")) == {"float32", "float16"} and doc["recommended"] == "float16"
 
-    doc = run(("qint8",), tmp_path / "r2")  # the ranking's minute: out before the first ladder step is evaluated
-    [step] = [b for b in doc["builds"] if b["variant"] != "qint8"]
-    assert step["screen"] is not None and step["gate"] is None
-    assert doc["budget_exhausted"] is True and f"budget exhausted before {step['variant']} was evaluated" in doc["notes"]
-    assert set(stored_per_query(tmp_path / "r2")) == {"float32"} and doc["recommended"] is None
+    doc = run(("qint8",), tmp_path / "r2")  # decided early (no minute), ranked (a minute): out before the first step
+    assert minutes[0] == 1 and [b["variant"] for b in doc["builds"]] == ["qint8"]  # no entry for the step
+    assert doc["builds"][0]["progressive"]["outcome"] == "fail" and doc["builds"][0]["gate"] is None
+    assert doc["budget_exhausted"] is True and "budget exhausted before step 1 of qint8 was evaluated" in doc["notes"]
+    written = [yaml.safe_load(p.read_text())["chosen_by"]["method"] for p in (tmp_path / "r2").glob("configs/mixed/*.yaml")]
+    assert all(m.startswith("probe") for m in written)  # the step's config file was never written (a probe's may be)
+    assert set(stored_per_query(tmp_path / "r2" / "results")) == {"float32"} and doc["recommended"] is None
 
 
 def test_a_budget_that_runs_out_at_once_exits_1(wiped: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -154,8 +318,8 @@ def test_a_budget_that_runs_out_at_once_exits_1(wiped: World, tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     wiped.seed(tmp_path / "r")
     code, out, err = run_cli(monkeypatch, capsys, "tune", "--start", "float16", "--budget", "0.0000001", "--max-drop", MAX_DROP,
-                             "--config", gate_config(tmp_path), "--model", wiped.model, "--tasks", wiped.task_arg,
-                             "--cache-dir", wiped.cache, "--results-dir", tmp_path / "r", "--json")
+                             "--compositions", COMPOSITIONS, "--config", gate_config(tmp_path), "--model", wiped.model,
+                             "--tasks", wiped.task_arg, "--cache-dir", wiped.cache, "--results-dir", tmp_path / "r", "--json")
     assert code == 1, err[-2000:]
     doc = json.loads(out)
     assert doc["budget_exhausted"] is True and doc["builds"] == [] and doc["recommended"] is None
@@ -168,64 +332,87 @@ def test_a_budget_that_runs_out_at_once_exits_1(wiped: World, tmp_path: Path, mo
 def test_exit_1_when_no_build_passes(wiped: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     """A start that loses its word table and cannot climb (it already names a mixed config: no nodes to fall back).
-    Its full result is stored first, so the gate itself, not only the screen, fails it."""
+    Its full result is stored first, so the gate itself fails it, on the stored result (no progressive evaluation)."""
     from evalsuite.models import resolve_model
     from evalsuite.variants.float_nodes import MixedConfig
 
     monkeypatch.chdir(tmp_path)
     source = resolve_model(str(wiped.model))
     MixedConfig("harmless", source.model_id, source.weights_sha256, "qint8", (HARMLESS,)).write()
-    common = ("--model", wiped.model, "--tasks", wiped.task_arg, "--cache-dir", wiped.cache, "--results-dir", tmp_path / "r")
+    common = ("--model", wiped.model, "--tasks", wiped.task_arg, "--cache-dir", wiped.cache, "--results-dir", tmp_path / "r",
+              "--compositions", COMPOSITIONS)
     wiped.seed(tmp_path / "r")
     code, _, err = run_cli(monkeypatch, capsys, "run", "--variant", "qint8-xharmless", *common)
     assert code == 0, err[-2000:]
     per_query = stored_per_query(tmp_path / "r")
     assert min(task_deltas(per_query, "qint8-xharmless").values()) < -5 * MAX_DROP  # a real loss, far beyond the limit
+    stored = {p: p.stat().st_mtime_ns for p in _result_files(tmp_path / "r", "qint8-xharmless")}
+    assert len(stored) == COMPOSITIONS * len(wiped.tasks)
     code, out, err = run_cli(monkeypatch, capsys, "tune", "--start", "qint8-xharmless", "--max-drop", MAX_DROP,
                              "--config", gate_config(tmp_path), "--bench-repeats", 2, *common)
     assert code == 1, err[-2000:]
     assert "no build passes the gate" in out
     doc = json.loads((_tune_folder(tmp_path / "r") / "tune.json").read_text())
     [build] = doc["builds"]
-    assert build["gate"]["outcome"] == "fail" and doc["recommended"] is None
+    assert build["gate"]["outcome"] == "fail" and build["progressive"] is None and doc["recommended"] is None
+    assert {p: p.stat().st_mtime_ns for p in _result_files(tmp_path / "r", "qint8-xharmless")} == stored  # read, not redone
     assert "qint8-xharmless fails and is not a dynamic int8 base: no nodes to fall back" in doc["notes"]
 
 
 # ------------------------------------------------------------------------------------------------------- resume
 
 
-def test_an_interrupted_tune_resumes_without_redoing_work(wiped: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C (a KeyboardInterrupt from the status callbacks) during the sensitivity ranking, then during the second
-    task's evaluation of the ladder step: each re-run recomputes only what had not finished."""
-    from evalsuite.analysis.gate import GateConfig
+def test_an_interrupted_tune_resumes_without_redoing_work(wiped: World, decided: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (a KeyboardInterrupt from the status callbacks) during qint8's progressive evaluation, then during the
+    sensitivity ranking, then during the ladder step's full evaluation (its second task): each re-run rereads every
+    stored shard, ranking and result, recomputes only what had not finished, and the last one reaches the same
+    recommendation as the uninterrupted run of ``decided``."""
     from evalsuite.tune.outcome import tune
-    from evalsuite.tune.search import TuneConfig
 
+    small_shards(monkeypatch)
     monkeypatch.chdir(tmp_path)
     cache, results = tmp_path / "cache", tmp_path / "results"
-    cfg = TuneConfig(starts=("qint8",), model=str(wiped.model), tasks=[str(t) for t in wiped.tasks],
-                     gate=GateConfig(max_drop=MAX_DROP, speed_length=16), bench_repeats=2, cache_dir=cache, results_dir=results)
+    cfg = _tune_cfg(wiped, ("qint8",), cache, results)
     task_names = [f"{t.name}-" for t in wiped.tasks]
     wiped.seed(results, cache)  # as if `run --variant float32` had run: its files, embeddings and results only
 
     def ranked() -> dict[Path, int]:
         return {p: p.stat().st_mtime_ns for p in (cache / "sensitivity").rglob("*.json")}
 
-    def shards() -> dict[Path, int]:
-        return {p: p.stat().st_mtime_ns for p in (cache / "embeddings").rglob("*.npy")}
+    def kept(before: dict[Path, int]) -> bool:
+        now = _shards(cache)
+        return {p: now.get(p) for p in before} == before
 
-    def stop_at_node(n: int):  # noqa: ANN202
-        def progress(variant: str, what: str, done: int, total: int) -> None:
-            if what == "sensitivity" and done == n:
-                raise KeyboardInterrupt
-        return progress
+    # 1. during the progressive evaluation of qint8, right after its first document shard was stored
+    def stop_in_progressive(variant: str, what: str, done: int, total: int) -> None:
+        if variant == "qint8" and "progressive" in what:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tune(cfg, progress=stop_at_node(3))
-    first = ranked()
-    assert len(first) == 3  # three nodes measured and kept
+        tune(cfg, progress=stop_in_progressive)
+    first = _shards(cache)
+    assert not _result_files(results, "qint8") and not ranked()
+
+    # 2. during the ranking, at its third node
+    def stop_at_node(variant: str, what: str, done: int, total: int) -> None:
+        if what == "sensitivity" and done == 3:
+            raise KeyboardInterrupt
 
     said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        tune(cfg, say=said.append, progress=stop_at_node)
+    assert kept(first)  # the shard encoded before the interrupt was read back, not encoded again
+    # qint8's progressive evaluation resumed to the shards and decision of the uninterrupted run
+    qint8 = next(p for p in _shards(cache) if p.parent.name == decided["qint8_sha"][:16]).parent
+    assert {p.name for p in qint8.glob("*.npy")} == set(decided["qint8_shards"])
+    assert [m for m in said if m.startswith("qint8 ") and "%: predicted delta" in m][-1].endswith("FAIL")
+    assert len(ranked()) == 3  # three nodes measured and kept
+    second = _shards(cache)
+    first_ranked = ranked()
+
+    # 3. during the full evaluation of the ladder step, when it starts its second task
+    said.clear()
 
     def stop_at_second_task(message: str) -> None:
         said.append(message)
@@ -234,54 +421,80 @@ def test_an_interrupted_tune_resumes_without_redoing_work(wiped: World, tmp_path
 
     with pytest.raises(KeyboardInterrupt):
         tune(cfg, say=stop_at_second_task)
-    second = ranked()
-    assert {p: second[p] for p in first} == first  # the three measured nodes were read back, not measured again
-    assert len(second) > len(first)
+    assert kept(second) and {p: ranked()[p] for p in first_ranked} == first_ranked  # nothing measured twice
+    assert len(ranked()) > len(first_ranked)
     mixed = [m for m in said if m.startswith("evaluating qint8-x")]
     assert len(mixed) == 2 and task_names[0] in mixed[0]  # the first task of the ladder step finished and was stored
-    before = shards()
+    [step_variant] = {m.split()[1] for m in mixed}
+    assert [p.name for p in _result_files(results, step_variant)] == [f"{step_variant}.json"]
+    third = _shards(cache)
 
+    # 4. to the end
     said.clear()
     doc = tune(cfg, say=said.append).to_dict()
-    assert ranked() == second
+    assert kept(third)  # nothing stored was encoded again
     assert not [m for m in said if m.startswith(("exporting", "building"))]  # every file was built already
-    evaluations = [m for m in said if m.startswith("evaluating ")]
-    assert len(evaluations) == 1 and evaluations[0].startswith("evaluating qint8-x") and task_names[1] in evaluations[0]
-    after = shards()
-    assert {p: after[p] for p in before} == before  # nothing stored was written again; only the missing task's shards are new
-    assert 0 < len(after) - len(before)
+    evaluations = sorted(m for m in said if m.startswith("evaluating "))
+    # exactly the step's missing results: composition 0 of its second task, composition 1 of both
+    assert evaluations == sorted([f"evaluating {step_variant} on {task_of(doc, task_names[1])}",
+                                  *(f"evaluating {step_variant} on {task_of(doc, n)} (composition 1)" for n in task_names)])
+    assert len(_shards(cache)) > len(third)  # composition 1's shards are new
+    # the same result as the uninterrupted run
+    assert doc["recommended"] == decided["doc"]["recommended"] == step_variant
     [step] = [b for b in doc["builds"] if b["variant"] != "qint8"]
     per_query = stored_per_query(results)
-    assert step["float_nodes"] == [CULPRIT] and step["gate"]["outcome"] == point_gate(per_query, step["variant"], MAX_DROP) == "pass"
-    assert doc["recommended"] == step["variant"]
+    assert step["float_nodes"] == [CULPRIT] and step["gate"]["outcome"] == point_gate(per_query, step_variant, MAX_DROP) == "pass"
+    assert doc["builds"][0]["progressive"]["looks"] == decided["doc"]["builds"][0]["progressive"]["looks"]
 
 
-# -------------------------------------------------------------------------------------- the gate wins over the screen
+def task_of(doc: dict, prefix: str) -> str:
+    [task] = [t for t in doc["tasks"] if t.startswith(prefix)]
+    return task
 
 
-def test_a_screen_fail_is_overruled_by_a_stored_full_result_that_passes(masked: World, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """MASKED qint8: the screen predicts a large loss (every document moved by another's drift), the full evaluation
-    loses little. With that result stored, tune gates the start on it, keeps it and notes the disagreement."""
+# ------------------------------------------------------------------------------------------- stored full results win
+
+
+def test_stored_full_results_win_over_a_progressive_fail(masked: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """MASKED qint8: the full evaluation loses little, while a progressive evaluation with the very settings of the tune
+    below decides a fail early (it cannot see that the outlier moves every text alike). With the full result stored,
+    tune gates the start on it and keeps it, with no progressive evaluation."""
+    from evalsuite.data.tasks import find_task
+    from evalsuite.models import resolve_model
+    from evalsuite.screen.progressive import Progressive, composition_sd
+    from evalsuite.tune.outcome import tune
+
     max_drop = 0.05
     monkeypatch.chdir(tmp_path)
-    common = ("--model", masked.model, "--tasks", masked.task_arg, "--cache-dir", masked.cache, "--results-dir", tmp_path / "r")
-    masked.seed(tmp_path / "r")
-    code, _, err = run_cli(monkeypatch, capsys, "run", "--variant", "qint8", *common)
+    small_shards(monkeypatch)
+    cache, results = tmp_path / "cache", tmp_path / "r"
+    masked.seed(results, cache)
+    code, _, err = run_cli(monkeypatch, capsys, "run", "--variant", "qint8", "--model", masked.model, "--tasks", masked.task_arg,
+                           "--cache-dir", cache, "--results-dir", results, "--compositions", COMPOSITIONS)
     assert code == 0, err[-2000:]
-    per_query = stored_per_query(tmp_path / "r")
+    per_query = stored_per_query(results)
     assert point_gate(per_query, "qint8", max_drop) == "pass"  # by hand, from the stored per-query values
-    code, out, err = run_cli(monkeypatch, capsys, "tune", "--start", "qint8", "--max-drop", max_drop,
-                             "--config", gate_config(tmp_path), "--bench-repeats", 2, *common)
-    assert code == 0, err[-2000:]
-    doc = json.loads((_tune_folder(tmp_path / "r") / "tune.json").read_text())
-    [build] = doc["builds"]  # kept as it is: no ranking, no ladder
-    assert build["screen"]["outcome"] == "fail"
-    assert any(t["predicted_ci"][1] < -max_drop for t in build["screen"]["tasks"])  # a decided fail, not an uncertain one
-    assert build["gate"]["outcome"] == "pass" and doc["recommended"] == "qint8" and doc["sensitivity"] == {}
-    note = "qint8: the screen predicted fail, the gate on full results says pass"
-    assert note in doc["notes"] and f"note: {note}" in out
+    cfg = _tune_cfg(masked, ("qint8",), cache, results)
+    cfg = dataclasses.replace(cfg, gate=cfg.gate.override(max_drop=max_drop))
+    # what tune's progressive evaluation of it would say, run here as tune runs it (rule, limit, compositions and their
+    # spread): a fail decided early, where the full result passes. Its shards are the full run's own (composition 0).
+    source = resolve_model(str(masked.model))
+    tasks = [find_task(str(t)) for t in masked.tasks]
+    spread = composition_sd(results, source.model_id, [t.name for t in tasks], COMPOSITIONS, "test")
+    predicted = Progressive(source, tasks, data_dir=None, cache_dir=cache, rule=cfg.stopping).evaluate(
+        "qint8", max_drop, False, spread, COMPOSITIONS)
+    assert predicted.outcome == "fail" and predicted.looks[-1].high < -max_drop, predicted.looks
+    shards = _shards(cache)
+    said: list[str] = []
+    outcome = tune(cfg, say=said.append)
+    doc = outcome.to_dict()
+    build = doc["builds"][0]
+    assert build["progressive"] is None and not [m for m in said if "predicted delta" in m]
+    assert build["gate"]["outcome"] == "pass" and doc["recommended"] == "qint8"
+    assert len(doc["builds"]) == 1 and doc["sensitivity"] == {}  # kept as it is: no ranking, no ladder
+    assert not [line for line in outcome.lines() if line.startswith("decided early")]
+    assert _shards(cache) == shards  # nothing encoded: the gate read the stored results
 
 
 # ---------------------------------------------------------------------------------------------------- sensitivity

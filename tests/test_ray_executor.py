@@ -66,7 +66,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sweep(tiny_model: Path, data: Path, where: Path, executor: RayExecutor | None = None, force: bool = False,
           said: list[str] | None = None) -> SweepReport:
     cfg = SweepConfig(variants=expand(VARIANTS), model=str(tiny_model), tasks=["scifact"], data_dir=data,
-                      cache_dir=where / "cache", results_dir=where / "results", policy=POLICY, force=force, threads=1)
+                      cache_dir=where / "cache", results_dir=where / "results", policy=POLICY, force=force, threads=1,
+                      compositions=2)
     return run_sweep(cfg, say=(said.append if said is not None else None), executor=executor)
 
 
@@ -97,17 +98,21 @@ def assert_same_results(a: SweepReport, b: SweepReport) -> None:
         assert rb.onnx_sha256 == ra.onnx_sha256
         assert rb.per_query_ndcg_at_10 == ra.per_query_ndcg_at_10, variant  # exact, query by query
         assert rb.ndcg_at_10 == ra.ndcg_at_10
+        for da, db in zip(a.draws("SciFact", variant), b.draws("SciFact", variant), strict=True):  # every composition
+            assert (da.composition, da.per_query_ndcg_at_10) == (db.composition, db.per_query_ndcg_at_10)
 
 
 def test_ray_results_equal_local_results_per_query(local, on_ray) -> None:  # noqa: ANN001
     assert_same_results(local[0], on_ray[0])
-    assert sorted(on_ray[0].computed) == sorted(local[0].computed) == [("SciFact", v) for v in sorted(VARIANTS)]
+    expected = sorted([("SciFact", v, 0) for v in VARIANTS] + [("SciFact", "qint8", 1)])  # qint8 depends on its batch
+    assert sorted(on_ray[0].computed) == sorted(local[0].computed) == expected
 
 
 def test_ray_fills_the_same_cache_shards_with_the_same_bytes(local, on_ray) -> None:  # noqa: ANN001
     local_shards, ray_shards = shards(local[1]), shards(on_ray[1])
-    # 150 documents in batches of 4 make 38 batches, 3 shards of 16; 20 queries one per call make 2 shards.
-    assert len(local_shards) == len(VARIANTS) * (3 + 2)
+    # 150 documents in batches of 4 make 38 batches, 3 shards of 16; 20 queries one per call make 2 shards. qint8's
+    # second composition batches the documents anew (3 more shards); its queries, one per call, are the same.
+    assert len(local_shards) == len(VARIANTS) * (3 + 2) + 3
     assert ray_shards == local_shards
 
 
@@ -117,8 +122,9 @@ def test_the_driver_encoded_nothing_itself(on_ray) -> None:  # noqa: ANN001
         assert r.timings["texts_from_cache"] == r.timings["texts_encoded"] > 0
         assert r.timings["inference_s"] == 0
     assert said.count("Ray: 2 actors x 1 onnxruntime thread on 1 node") == 1
-    assert [m for m in said if "Ray actors" in m] == [f"encoding {v} on SciFact on 2 Ray actors: 5 shards, 170 texts"
-                                                       for v in VARIANTS]
+    assert [m for m in said if "Ray actors" in m] == [
+        *(f"encoding {v} on SciFact on 2 Ray actors: 5 shards, 170 texts" for v in VARIANTS),
+        "encoding qint8 on SciFact (composition 1) on 2 Ray actors: 3 shards, 150 texts"]
 
 
 def test_int8_shards_depend_on_batch_boundaries(tiny_model: Path, tiny_source, data: Path, on_ray) -> None:  # noqa: ANN001
@@ -184,7 +190,8 @@ def test_killed_driver_resumes_from_the_cache(tiny_model: Path, data: Path, loca
 
 def test_tune_runs_its_full_evaluations_on_ray(tiny_model: Path, data: Path, ray_session: None, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """tune's full evaluations (Float32, then the start candidate) are encoded by the actors, with the local verdicts."""
+    """tune's full evaluations are encoded by the actors, with the local verdicts: Float32, and the compositions of the
+    start candidate that its progressive evaluation (here, on this machine: composition 0) did not encode."""
     from evalsuite.analysis.gate import GateConfig
     from evalsuite.tune.outcome import tune
     from evalsuite.tune.search import TuneConfig
@@ -194,17 +201,17 @@ def test_tune_runs_its_full_evaluations_on_ray(tiny_model: Path, data: Path, ray
     outcomes, said = {}, []
     for name, executor in (("local", None), ("ray", RayExecutor(RayOptions(actors=2)))):
         cfg = TuneConfig(starts=("qint8",), model=str(tiny_model), tasks=["scifact"], data_dir=data,
-                         gate=GateConfig(max_drop=0.5, speed_length=16), bench_repeats=1,
+                         gate=GateConfig(max_drop=0.5, speed_length=16, compositions=2), bench_repeats=1,
                          cache_dir=tmp_path / name / "cache", results_dir=tmp_path / name / "results")
         outcomes[name] = tune(cfg, say=said.append if name == "ray" else None, executor=executor)
     # default policy: 150 documents in batches of 32 fill 1 shard, 20 queries one per call 2
-    assert [m for m in said if "Ray actors" in m] == [f"encoding {v} on SciFact on 2 Ray actors: 3 shards, 170 texts"
-                                                       for v in VARIANTS]
+    assert [m for m in said if "Ray actors" in m] == ["encoding float32 on SciFact on 2 Ray actors: 3 shards, 170 texts",
+                                                      "encoding qint8 on SciFact (composition 1) on 2 Ray actors: 1 shards, 150 texts"]
     local, on_ray = (outcomes[n].found.builds["qint8"].verdict for n in ("local", "ray"))
     assert local is not None and on_ray is not None and on_ray.outcome == local.outcome == "pass"
     assert [c.comparison for c in on_ray.checks] == [c.comparison for c in local.checks]
     stored = {n: sorted((tmp_path / n / "results").rglob("SciFact/*.json")) for n in outcomes}
-    assert [p.name for p in stored["ray"]] == [p.name for p in stored["local"]] == ["float32.json", "qint8.json"]
+    assert [p.name for p in stored["ray"]] == [p.name for p in stored["local"]] == ["float32.json", "qint8.c1.json", "qint8.json"]
     for a, b in zip(stored["local"], stored["ray"], strict=True):
         assert json.loads(a.read_text())["per_query_ndcg_at_10"] == json.loads(b.read_text())["per_query_ndcg_at_10"]
 

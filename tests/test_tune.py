@@ -1,22 +1,36 @@
-"""``evalsuite tune`` end to end on the tiny random BERT and a synthetic BEIR folder (no timings asserted)."""
+"""``evalsuite tune`` end to end on the tiny random BERT and a synthetic BEIR folder (no timings asserted).
+
+The ladder's mechanics, the progressive evaluation's looks and the reuse of stored full results; a fail decided early
+(which the tiny model never gives) is in tests/test_promises_tune.py."""
 
 from __future__ import annotations
 
 import json
-import os
+import math
+import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from conftest import make_beir
+from promise_world import check_looks, small_shards
 from readme_text import REPO, md_rows, readme_section
+
+COMPOSITIONS = 2  # batch compositions a batch-dependent build is evaluated and judged under here (default 5)
 
 
 def _per_query(results: Path, variant: str) -> dict[str, float]:
-    [path] = [p for p in results.glob(f"*/*/{variant}.json")]
-    return json.loads(path.read_text())["per_query_ndcg_at_10"]
+    """Per query, the mean NDCG@10 over the variant's stored batch compositions (``<variant>.json`` and
+    ``<variant>.c<k>.json``: what the gate judges), read as plain JSON."""
+    docs = [json.loads(p.read_text()) for p in results.glob("*/*/*.json")
+            if re.fullmatch(re.escape(variant) + r"(\.c\d+)?\.json", p.name)]
+    assert docs and all(d["variant"] == variant for d in docs)
+    return {q: math.fsum(d["per_query_ndcg_at_10"][q] for d in docs) / len(docs) for q in docs[0]["per_query_ndcg_at_10"]}
+
+
+def _result_files(results: Path, variant: str) -> list[str]:
+    return sorted(p.name for p in results.glob("*/*/*.json") if re.fullmatch(re.escape(variant) + r"(\.c\d+)?\.json", p.name))
 
 
 def _stored_variants(results: Path) -> set[str]:
@@ -28,97 +42,110 @@ def _stored_variants(results: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, shared_cache: Path) -> dict:
-    """Tune twice in this process with the real drift screen: start qint8-7bit, gate max drop 0 (only a build equal to or
-    better than Float32 passes), bench at 16 tokens (the tiny model reads at most 64) through the gate's speed point.
-    Between the runs qint8-7bit is evaluated in full with ``run``, so the second run gates the start on stored results."""
+    """Tune twice in this process: start qint8-7bit, gate max drop 0 (only a build equal to or better than Float32
+    passes) over 2 batch compositions, bench at 16 tokens (the tiny model reads at most 64) through the gate's speed
+    point. One batch per embedding-cache shard (``small_shards``): the 400 documents make 13 shards of at most 32, so
+    the first ends below the rule's min coverage of 10% and the later ones are looks when they cross a step of 5%. The
+    first run evaluates every build progressively, then in full; the second finds every full result stored and gates
+    on them."""
     from evalsuite.analysis.gate import GateConfig
-    from evalsuite.run import SweepConfig, run_sweep
-    from evalsuite.screen import ScreenSample
+    from evalsuite.screen.stopping import StoppingRule
     from evalsuite.tune.outcome import tune
     from evalsuite.tune.search import TuneConfig
-    from evalsuite.variants import VariantSpec
 
     work = tmp_path_factory.mktemp("tune")
     data = work / "data" / "scifact"
-    make_beir(data, n_docs=80, n_queries=16, seed=3)
+    make_beir(data, n_docs=400, n_queries=16, seed=3)
     results = work / "results"
     cfg = TuneConfig(starts=("qint8-7bit",), model=str(tiny_model), tasks=[str(data)],
-                     gate=GateConfig(max_drop=0.0, speed_length=16), max_nodes=9, bench_repeats=2, sample_queries=3,
-                     sample_documents=5, screen_sample=ScreenSample(queries=16, documents=24, draws=8),
+                     gate=GateConfig(max_drop=0.0, speed_length=16, compositions=COMPOSITIONS), max_nodes=9, bench_repeats=2,
+                     sample_queries=3, sample_documents=5, stopping=StoppingRule(draws=8),
                      cache_dir=shared_cache, results_dir=results)
+    said_first: list[str] = []
     said: list[str] = []
-    cwd = Path.cwd()
-    os.chdir(work)  # configs/mixed/ is written to and read from the working directory
+    mp = pytest.MonkeyPatch()
+    small_shards(mp)
+    mp.chdir(work)  # configs/mixed/ is written to and read from the working directory
     try:
-        first = tune(cfg)
+        first = tune(cfg, say=said_first.append)
         doc = first.to_dict()
         stored_first = _stored_variants(results)
-        run_sweep(SweepConfig(variants=[VariantSpec.parse("qint8-7bit")], model=str(tiny_model), tasks=[str(data)],
-                              cache_dir=shared_cache, results_dir=results))
-        again = tune(cfg, say=said.append)  # resumes from the caches: nothing but the stored start is gated anew
+        again = tune(cfg, say=said.append)  # resumes from the caches: every build is gated on its stored results
     finally:
-        os.chdir(cwd)
-    return {"doc": doc, "lines": first.lines(), "stored_first": stored_first, "work": work, "results": results, "again": again, "said": said}
+        mp.undo()
+    return {"doc": doc, "lines": first.lines(), "stored_first": stored_first, "work": work, "results": results, "again": again,
+            "said_first": said_first, "said": said, "n_docs": 400}
 
 
-def test_a_screen_fail_skips_the_full_evaluation(tuned: dict) -> None:
+def test_a_build_is_evaluated_in_full_exactly_when_its_progressive_evaluation_does_not_fail(tuned: dict) -> None:
+    """Every build of the first run was evaluated progressively (nothing was stored), and the result store holds Float32
+    and exactly the builds whose progressive evaluation did not decide fail, each under every batch composition.
+    (tests/test_promises_tune.py: a build whose fail is certain early is not evaluated in full.)"""
     doc = tuned["doc"]
     builds = {b["variant"]: b for b in doc["builds"]}
-    assert all(b["screen"] is not None for b in builds.values())  # every build is screened, the start too
-    failed = {n for n, b in builds.items() if b["screen"]["outcome"] == "fail"}
+    assert all(b["progressive"] is not None for b in builds.values())
+    failed = {n for n, b in builds.items() if b["progressive"]["outcome"] == "fail"}
     evaluated = {n for n, b in builds.items() if b["gate"] is not None}
-    # the result store holds Float32 and exactly the builds the screen did not fail: a screen fail cost no evaluation
-    assert failed and tuned["stored_first"] == {"float32"} | evaluated == {"float32"} | (set(builds) - failed)
-    # the start had no stored result and the screen failed it, so it was not evaluated yet nodes were fallen back
-    assert "qint8-7bit" in failed and builds["qint8-7bit"]["gate"] is None and doc["sensitivity"]["qint8-7bit"]["nodes"]
-    [task] = builds["qint8-7bit"]["screen"]["tasks"]
-    assert [line for line in tuned["lines"] if line.startswith("screened out, not evaluated: FAIL")
-            and f"qint8-7bit {task['task']} {task['predicted_delta']:+.4f}" in line]
+    assert evaluated == set(builds) - failed and tuned["stored_first"] == {"float32"} | evaluated
+    assert "qint8-7bit" in evaluated  # a loss of about 0.001 NDCG@10 is no certain fail: evaluated, failed by the gate
+    for name in evaluated:  # dynamic int8 builds depend on their batch: one result file per composition
+        assert _result_files(tuned["results"], name) == [f"{name}.c1.json", f"{name}.json"]
+    assert _result_files(tuned["results"], "float32") == ["float32.json"]
+    # a progressive evaluation says what it predicts at each look, a full evaluation names each composition
+    for name in builds:
+        looks = builds[name]["progressive"]["looks"]
+        lines = [m for m in tuned["said_first"] if m.startswith(f"{name} ") and "%: predicted delta " in m]
+        assert len(lines) == len(looks) and all(f"{100 * lk['coverage']:.0f}%: predicted delta {lk['delta']:+.4f}" in m
+                                                for lk, m in zip(looks, lines, strict=True))
+        assert any(m.startswith(f"evaluating {name} on ") and m.endswith("(composition 1)") for m in tuned["said_first"])
+    assert not [line for line in tuned["lines"] if line.startswith("decided early")]
 
 
-def test_a_stored_start_is_judged_by_the_gate(tuned: dict) -> None:
+def test_progressive_looks_follow_the_stopping_rule(tuned: dict) -> None:
+    doc = tuned["doc"]
+    rule = doc["stopping"]
+    assert {k: rule[k] for k in ("alpha", "min_coverage", "step", "draws", "seed")} == {
+        "alpha": 0.01, "min_coverage": 0.05, "step": 0.05, "draws": 8, "seed": 0}
+    [task] = doc["tasks"]
+    for b in doc["builds"]:
+        record = b["progressive"]
+        assert record["schema"] == "evalsuite.progressive/1" and record["variant"] == b["variant"]
+        assert len(record["looks"]) > 5, b["variant"]
+        check_looks(record, rule, 0.0, {task: tuned["n_docs"]})
+        assert record["outcome"] == "complete" and record["coverage"] == {task: 1.0}
+
+
+def test_stored_full_results_are_gated_without_a_progressive_evaluation(tuned: dict) -> None:
     again = tuned["again"].to_dict()
+    first = {b["variant"]: b for b in tuned["doc"]["builds"]}
+    assert [b["variant"] for b in again["builds"]] == list(first)
+    assert all(b["progressive"] is None and b["gate"] is not None for b in again["builds"])
     base = next(b for b in again["builds"] if b["variant"] == "qint8-7bit")
     f32, q = _per_query(tuned["results"], "float32"), _per_query(tuned["results"], "qint8-7bit")
-    base_delta = float(np.mean([q[k] - f32[k] for k in f32]))
-    # independently: the base loses NDCG@10 on the per-query results it stored, so a max drop of 0 fails it
+    base_delta = math.fsum(q[k] - f32[k] for k in f32) / len(f32)
+    # independently: the base loses NDCG@10 on the per-query results it stored (mean of 2 compositions), so a max drop
+    # of 0 fails it
     assert base_delta < 0 and base["gate"]["outcome"] == "fail"
     assert base["gate"]["checks"][0]["delta"] == pytest.approx(base_delta, abs=1e-12)
-    assert base["screen"]["outcome"] == "fail"  # the screen's fail, confirmed by the full result
+    for b in again["builds"]:  # the same verdicts as the first run, now read from the store
+        assert b["gate"]["outcome"] == first[b["variant"]]["gate"]["outcome"]
+        assert b["gate"]["checks"][0]["delta"] == pytest.approx(first[b["variant"]]["gate"]["checks"][0]["delta"], abs=1e-12)
     assert again["recommended"] == tuned["doc"]["recommended"]
-
-
-def test_under_the_ci_rule_a_screen_fail_skips_nothing(tuned: dict, tiny_model: Path, shared_cache: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The screen predicts the point rule; the ci rule fails only an established loss, so a screen fail decides nothing."""
-    from evalsuite.analysis.gate import GateConfig
-    from evalsuite.screen import ScreenSample
-    from evalsuite.tune.outcome import tune
-    from evalsuite.tune.search import TuneConfig
-
-    monkeypatch.chdir(tuned["work"])
-    results = tmp_path / "results"
-    cfg = TuneConfig(starts=("qint8-7bit",), model=str(tiny_model), tasks=[str(tuned["work"] / "data" / "scifact")],
-                     gate=GateConfig(max_drop=0.0, rule="ci", speed_length=16), max_nodes=1, bench_repeats=2, sample_queries=3,
-                     sample_documents=5, screen_sample=ScreenSample(queries=16, documents=24, draws=8),
-                     cache_dir=shared_cache, results_dir=results)
-    doc = tune(cfg).to_dict()
-    base = next(b for b in doc["builds"] if b["variant"] == "qint8-7bit")
-    assert base["screen"]["outcome"] == "fail" and base["gate"] is not None  # the same screen as in `tuned`, evaluated anyway
-    assert _stored_variants(results) == {"float32"} | {b["variant"] for b in doc["builds"]}
-    assert any("per-task point rule" in n for n in doc["notes"])
+    assert not [m for m in tuned["said"] if m.startswith(("evaluating", "building", "exporting", "progressive"))
+                or ": predicted delta " in m]
 
 
 def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
     doc, results = tuned["doc"], tuned["results"]
     assert doc["schema"] == "evalsuite.tune/1" and doc["starts"] == ["qint8-7bit"]
+    assert doc["gate"]["compositions"] == COMPOSITIONS and doc["gate"]["max_drop"] == 0.0
     f32 = _per_query(results, "float32")
     rec = doc["recommended"]
     assert rec is not None and rec.startswith("qint8-7bit-x")
     build = next(b for b in doc["builds"] if b["variant"] == rec)
     assert build["gate"]["outcome"] == "pass"
     mixed = _per_query(results, rec)
-    assert float(np.mean([mixed[k] - f32[k] for k in f32])) >= 0
+    assert math.fsum(mixed[k] - f32[k] for k in f32) / len(f32) >= 0
     # the config file holds the build's node sets and names the model and base
     cfg = yaml.safe_load((tuned["work"] / build["config_file"]).read_text())
     assert cfg["nodes"] == build["float_nodes"] and cfg.get("full_range_nodes", []) == build["full_range_nodes"]
@@ -141,18 +168,13 @@ def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
         assert level(b, moved) == (8 if level(before, moved) == 7 and moved in weighted else 0)
         before = b
     assert set(ranks) == {"qint8-7bit", "qint8"}  # a 7-bit start is ranked at 8 bits too (test_the_climb_by_hand: the climb)
-    # a step is evaluated exactly when its screen does not fail, and the loop stops at the first gate pass
+    # the loop stops at the first gate pass: every earlier step failed, progressively or in full
     assert steps[-1]["variant"] == rec
-    assert all((b["gate"] is None) == (b["screen"]["outcome"] == "fail") for b in steps)
-    # each step carries the screen's per-task prediction and interval, judged against the gate's max drop (0 here)
-    for b in steps:
-        [task] = b["screen"]["tasks"]
-        low, high = task["predicted_ci"]
-        assert low <= task["predicted_delta"] <= high and task["limit"] == 0.0
-        assert task["outcome"] == ("pass" if low >= 0 else "fail" if high < 0 else "uncertain") == b["screen"]["outcome"]
-    # the front and the points agree with their own definition; the start is timed (not a point) for the kept share
+    assert all(b["gate"] is None or b["gate"]["outcome"] == "fail" for b in steps[:-1])
+    # the front and the points agree with their own definition: Float32 and every build evaluated in full
     points = {p["variant"]: p for p in doc["points"]}
-    assert set(points) == {"float32", rec} and points["float32"]["speedup"] == 1.0
+    assert set(points) == {"float32"} | {b["variant"] for b in doc["builds"] if b["gate"] is not None}
+    assert points["float32"]["speedup"] == 1.0
     for name in doc["front"]:
         p = points[name]
         assert not any(q["worst_delta"] >= p["worst_delta"] and q["speedup"] >= p["speedup"] and q["size_bytes"] <= p["size_bytes"]
@@ -170,13 +192,15 @@ def test_tune_falls_back_nodes_until_the_gate_passes(tuned: dict) -> None:
 
 def test_the_winner_is_a_variant_anyone_can_use(tuned: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     from evalsuite.analysis.gate import GateConfig, gate
+    from evalsuite.results import MissingResults
 
     rec = tuned["doc"]["recommended"]
     monkeypatch.chdir(tuned["work"])
-    verdict = gate(rec, GateConfig(max_drop=0.0), tuned["results"])
+    verdict = gate(rec, GateConfig(max_drop=0.0, compositions=COMPOSITIONS), tuned["results"])
     assert verdict.outcome == "pass" and verdict.reason.startswith(f"PASS: {rec}")
+    with pytest.raises(MissingResults):  # tune stored the compositions it was asked for, and no more
+        gate(rec, GateConfig(max_drop=0.0, compositions=COMPOSITIONS + 1), tuned["results"])
     assert tuned["again"].recommended.variant == rec
-    assert not [m for m in tuned["said"] if m.startswith(("evaluating", "building", "exporting"))]
 
 
 @pytest.mark.parametrize(("args", "message"), [

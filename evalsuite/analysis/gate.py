@@ -28,6 +28,7 @@ from typing import Literal
 from evalsuite.analysis.compare import VariantComparison, compare_variant
 from evalsuite.analysis.stats import PairedComparison
 from evalsuite.config import load_yaml_mapping, packaged_dir
+from evalsuite.encode.policy import DEFAULT_COMPOSITIONS
 from evalsuite.errors import EvalsuiteError
 from evalsuite.results import DEFAULT_SPLIT, MissingResults, load_results
 from evalsuite.variants import BASELINE, VariantSpec
@@ -53,6 +54,7 @@ class GateConfig:
         n_resamples: bootstrap and randomization-test resamples (at least 10,000).
         seed: seed of both; the same seed gives the same CI and p-value.
         speed_length, speed_batch: the bench point (tokens, batch) shown as the speed of a variant in reports.
+        compositions: batch compositions a batch-dependent variant is judged over (its delta is their mean).
     """
 
     max_drop: float = 0.01
@@ -66,9 +68,10 @@ class GateConfig:
     seed: int = 0
     speed_length: int = 128
     speed_batch: int = 1
+    compositions: int = DEFAULT_COMPOSITIONS
 
     def __post_init__(self) -> None:
-        for name in ("max_drop", "confidence", "n_resamples", "seed", "speed_length", "speed_batch"):
+        for name in ("max_drop", "confidence", "n_resamples", "seed", "speed_length", "speed_batch", "compositions"):
             value = getattr(self, name)
             integer = name not in ("max_drop", "confidence")
             if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
@@ -94,6 +97,8 @@ class GateConfig:
             raise EvalsuiteError(f"n_resamples must be at least {MIN_RESAMPLES}, not {self.n_resamples}")
         if self.speed_length < 1 or self.speed_batch < 1:
             raise EvalsuiteError("speed_length and speed_batch must be at least 1")
+        if self.compositions < 1:
+            raise EvalsuiteError(f"compositions must be a whole number >= 1, not {self.compositions}")
 
     @classmethod
     def load(cls, path: Path | None = None) -> GateConfig:
@@ -138,12 +143,38 @@ class Check:
     decides: bool
     comparison: PairedComparison
 
+    @property
+    def composition_passes(self) -> int | None:
+        """Under how many batch compositions alone the point rule passes (None with one composition)."""
+        c = self.comparison
+        return sum(d >= -self.limit for d in c.composition_deltas) if c.compositions > 1 else None
+
+    @property
+    def stable(self) -> bool:
+        """False when the point rule's verdict would differ between batch compositions."""
+        passes = self.composition_passes
+        return passes is None or passes in (0, self.comparison.compositions)
+
     def line(self) -> str:
         c = self.comparison
         rel = f" ({100 * c.relative_delta:+.2f}%)" if c.relative_delta is not None else ""
         label = self.outcome.upper() if self.decides else "info"
         return (f"{label:<12} {self.scope:<12} NDCG@10 {c.mean_variant:.4f} vs {c.mean_baseline:.4f}: delta {c.mean_delta:+.4f}{rel}, "
-                f"{100 * c.confidence:g}% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_value:.4f}: {self.reason}")
+                f"{100 * c.confidence:g}% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_value:.4f}: {self.reason}"
+                + self.composition_text())
+
+    def composition_text(self) -> str:
+        """What the batch compositions add: their spread, their share of the CI, and whether the verdict holds in each."""
+        c = self.comparison
+        if c.compositions < 2:
+            return ""
+        share = c.composition_share
+        text = (f"; over {c.compositions} batch compositions delta {min(c.composition_deltas):+.4f} to "
+                f"{max(c.composition_deltas):+.4f} (sd {c.composition_sd:.4f})"
+                + (f", {100 * share:.0f}% of the CI's width from composition" if share is not None else ""))
+        if not self.stable:
+            text += f"; UNSTABLE: the point rule passes under {self.composition_passes} of {c.compositions} compositions"
+        return text
 
 
 @dataclass(frozen=True)
@@ -172,9 +203,16 @@ class Verdict:
         cfg = dataclasses.asdict(self.config)
         cfg["tasks"] = list(self.config.tasks) if self.config.tasks else None
         return {"schema": "evalsuite.gate/1", "model": self.model_id, "variant": self.variant, "baseline": BASELINE.name,
-                "outcome": self.outcome, "passed": self.passed, "reason": self.reason, "config": cfg,
+                "outcome": self.outcome, "passed": self.passed, "stable": self.stable, "reason": self.reason, "config": cfg,
                 "checks": [{"scope": c.scope, "outcome": c.outcome, "decides": c.decides, "limit": c.limit,
-                            "reason": c.reason, **c.comparison.to_dict()} for c in self.checks]}
+                            "reason": c.reason, "stable": c.stable, "composition_passes": c.composition_passes,
+                            "composition_share": c.comparison.composition_share, **c.comparison.to_dict()}
+                           for c in self.checks]}
+
+    @property
+    def stable(self) -> bool:
+        """False when a deciding check's verdict would differ between batch compositions."""
+        return all(c.stable for c in self.checks if c.decides)
 
 
 def judge_check(c: PairedComparison, cfg: GateConfig, scope: str, decides: bool = True) -> Check:
@@ -207,6 +245,7 @@ def judge(comparison: VariantComparison, cfg: GateConfig) -> Verdict:
     deciding = [c for c in checks if c.decides]
     failed = [c.scope for c in deciding if c.outcome == "fail"]
     unsure = [c.scope for c in deciding if c.outcome == "inconclusive"]
+    unstable = [c.scope for c in deciding if not c.stable]
     v = comparison.variant
     if failed:
         outcome: GateOutcome = "fail"
@@ -217,6 +256,9 @@ def judge(comparison: VariantComparison, cfg: GateConfig) -> Verdict:
     else:
         outcome = "pass"
         reason = f"PASS: {v} is within the allowed NDCG@10 loss on {', '.join(c.scope for c in deciding)} ({cfg.describe()})"
+    if unstable:
+        reason += (f"; UNSTABLE on {', '.join(unstable)}: the verdict differs between batch compositions "
+                   f"(judged on their mean over {comparison.mean.compositions})")
     return Verdict(comparison.model_id, v, cfg, outcome, reason, tuple(checks))
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from evalsuite.analysis import tables
 from evalsuite.analysis.report import Report
-from evalsuite.analysis.stats import CI_NAME, TEST_NAME
+from evalsuite.analysis.stats import CI_NAME, TEST_NAME, PairedComparison
 from evalsuite.analysis.tables import TextTable
 from evalsuite.errors import EvalsuiteError
 from evalsuite.variants import BASELINE, Option, VariantSpec
@@ -27,6 +27,7 @@ Format = Literal["md", "csv", "json", "html"]
 FORMATS: tuple[Format, ...] = ("md", "csv", "json", "html")
 REPORT_SCHEMA = "evalsuite.report/1"
 DASH = "—"
+KERNELS_MARK = "†"  # a row computed with int8 kernels of another family than the reference one
 
 
 def sweep_tables(report: SweepReport) -> list[TextTable]:
@@ -68,8 +69,9 @@ def display_rows(report: Report, digits: int = 4) -> tuple[list[str], list[list[
     for row in report.rows:
         s, c = row.spec, row.comparison
         settings = s.settings
-        cells = [s.name, s.dtype, *(_setting(settings[o.name]) if o.name in settings else DASH for o in options), str(s.opt_level)]
-        cells += [f"{c.tasks[t].mean_variant:.{digits}f}" if t in c.tasks else DASH for t in report.tasks]
+        name = s.name + (KERNELS_MARK if row.off_reference else "")
+        cells = [name, s.dtype, *(_setting(settings[o.name]) if o.name in settings else DASH for o in options), str(s.opt_level)]
+        cells += [_task_cell(c.tasks[t], digits) if t in c.tasks else DASH for t in report.tasks]
         m = c.mean
         if m is None:
             cells += [DASH] * 5
@@ -86,6 +88,12 @@ def display_rows(report: Report, digits: int = 4) -> tuple[list[str], list[list[
             cells.append(f"{row.speed.speedup:.2f}x" if row.speed and row.speed.speedup else DASH)
         out.append(cells)
     return header, out
+
+
+def _task_cell(c: PairedComparison, digits: int) -> str:
+    """A task's NDCG@10; under several batch compositions their mean and standard deviation (``0.6350 ±0.0021``)."""
+    sd = c.composition_sd  # the baseline is one number, so this is also the spread of the variant's NDCG@10
+    return f"{c.mean_variant:.{digits}f}" + (f" ±{sd:.{digits}f}" if sd is not None else "")
 
 
 def setting_columns(report: Report) -> list[Option]:
@@ -107,11 +115,21 @@ def footnotes(report: Report) -> list[str]:
     lines = [f"NDCG@10 of {report.model_id} ONNX variants on {tasks}, split {cfg.split}. Mean: macro average over tasks; "
              f"Δ: Mean minus Float32's Mean; {100 * cfg.confidence:g}% CI: {CI_NAME}, stratified by task "
              f"({cfg.n_resamples:,} resamples, seed {cfg.seed}); *: p < {cfg.alpha:g}, {TEST_NAME}."]
+    k = max((c.compositions for r in report.rows for c in r.comparison.tasks.values()), default=1)
+    if k > 1:
+        lines.append(f"±: standard deviation of a task's NDCG@10 over the {k} batch compositions a batch-dependent build is "
+                     f"evaluated under; its NDCG@10, Δ and CI are over them (the CI resamples compositions and queries).")
+    families = sorted({r.kernels for r in report.rows if r.kernels})
+    if families:
+        lines.append(f"{KERNELS_MARK}: computed with onnxruntime's {', '.join(families)} int8 kernels, not the reference "
+                     f"AVX-512 VNNI/AMX ones: int8 numbers depend on the CPU's kernel family, and these hold for that one.")
     judged = [r for r in report.rows if r.verdict is not None and not r.is_baseline]
     if judged:
         by_outcome = {o: [r.name for r in judged if r.verdict.outcome == o] for o in ("pass", "inconclusive", "fail")}  # type: ignore[union-attr]
         shown = "; ".join(f"{o}: {', '.join(v)}" for o, v in by_outcome.items() if v)
-        lines.append(f"Gate ({cfg.describe()}): {shown}.")
+        unstable = [r.name for r in judged if not r.verdict.stable]  # type: ignore[union-attr]
+        lines.append(f"Gate ({cfg.describe()}): {shown}." + (f" Unstable across batch compositions: {', '.join(unstable)}."
+                                                              if unstable else ""))
     if report.bench:
         lines.append(f"Speed: median latency of Float32 / the variant's at {report.bench.length} tokens, batch {report.bench.batch}, "
                      f"on {report.bench.describe()}. Size: ONNX file.")
@@ -143,7 +161,10 @@ def frame(report: Report) -> pd.DataFrame:
                     "ci_low": m.ci_low if m else None, "ci_high": m.ci_high if m else None,
                     "p_value": m.p_value if m else None, "significant": m.significant() if m else None,
                     "better": m.better if m else None, "worse": m.worse if m else None, "equal": m.equal if m else None,
-                    "gate": row.verdict.outcome if row.verdict else None})
+                    "gate": row.verdict.outcome if row.verdict else None,
+                    "gate_stable": row.verdict.stable if row.verdict else None, "int8_kernels": row.kernels})
+        rec.update({f"{t} sd": c.tasks[t].composition_sd if t in c.tasks else None for t in report.tasks
+                    if any(r.comparison.tasks.get(t) and r.comparison.tasks[t].compositions > 1 for r in report.rows)})
         if report.bench:
             rec.update({"size_bytes": row.size_bytes, "speedup": row.speed.speedup if row.speed else None,
                         "median_ms": row.speed.median_ms if row.speed else None})
@@ -168,15 +189,17 @@ def to_dict(report: Report) -> dict[str, object]:
             "tasks": {t: c.tasks[t].to_dict() for t in report.tasks if t in c.tasks},
             "mean": c.mean.to_dict() if c.mean else None,
             "significant": c.mean.significant() if c.mean else None,
-            "gate": ({"outcome": row.verdict.outcome, "passed": row.verdict.passed, "reason": row.verdict.reason}
-                     if row.verdict else None),
+            "int8_kernels": row.kernels,
+            "gate": ({"outcome": row.verdict.outcome, "passed": row.verdict.passed, "stable": row.verdict.stable,
+                      "reason": row.verdict.reason} if row.verdict else None),
             "speed": ({"speedup": row.speed.speedup, "median_ms": row.speed.median_ms} if row.speed else None),
         })
     return {
         "schema": REPORT_SCHEMA, "model": {"id": report.model_id, "slug": report.model_slug}, "baseline": BASELINE.name,
         "tasks": [{"name": t, "n_queries": report.n_queries[t]} for t in report.tasks],
         "statistics": {"ci": CI_NAME, "test": TEST_NAME, "confidence": cfg.confidence, "alpha": cfg.alpha,
-                       "n_resamples": cfg.n_resamples, "seed": cfg.seed, "mean": "macro average over tasks"},
+                       "n_resamples": cfg.n_resamples, "seed": cfg.seed, "mean": "macro average over tasks",
+                       "compositions": cfg.compositions},
         "gate": {"max_drop": cfg.max_drop, "relative": cfg.relative, "scope": cfg.scope, "rule": cfg.rule,
                  "description": cfg.describe()},
         "speed": ({"length": report.bench.length, "batch": report.bench.batch, "source": str(report.bench.path),

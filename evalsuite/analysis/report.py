@@ -24,9 +24,9 @@ from numpy.typing import NDArray
 from evalsuite.analysis.compare import VariantComparison, compare_variant
 from evalsuite.analysis.gate import GateConfig, Verdict, judge
 from evalsuite.analysis.provenance import Provenance, provenance
-from evalsuite.analysis.stats import pair
 from evalsuite.bench.schema import BenchResult, bench_path, read_bench
 from evalsuite.errors import EvalsuiteError
+from evalsuite.machine import REFERENCE_KERNELS
 from evalsuite.results import ModelResults, load_results
 from evalsuite.variants import BASELINE, VariantSpec
 
@@ -104,6 +104,7 @@ class Row:
     speed: Speed | None
     size_bytes: int | None
     deltas: dict[str, NDArray[np.float64]]  # per task, per-query deltas in query-id order (for plots)
+    kernels: str | None = None  # the int8 kernel family of its results when it is not the reference one
 
     @property
     def name(self) -> str:
@@ -112,6 +113,11 @@ class Row:
     @property
     def is_baseline(self) -> bool:
         return self.spec == BASELINE
+
+    @property
+    def off_reference(self) -> bool:
+        """Computed with int8 kernels of another family than the reference one (its numbers hold for that family)."""
+        return self.kernels is not None
 
 
 @dataclass(frozen=True)
@@ -171,20 +177,20 @@ def _row(data: ModelResults, name: str, cfg: GateConfig, bench: Bench | None, no
     comparison = compare_variant(data, name, cfg, require_all=False)
     if comparison.missing:
         notes.append(f"{name} has no result on {', '.join(comparison.missing)}: its mean and gate are left out")
+    for task, have in comparison.short.items():
+        notes.append(f"{name} has {have} of the {cfg.compositions} batch compositions it is judged over on {task}: "
+                     f"its numbers there use those")
     verdict = judge(comparison, cfg) if comparison.mean is not None else None
-    results = [by_variant[name] for by_variant in data.results.values() if name in by_variant]
-    deltas = {}
-    for task, by_variant in data.results.items():
-        if name in by_variant:
-            v, b = pair(by_variant[name].per_query_ndcg_at_10, by_variant[BASELINE.name].per_query_ndcg_at_10)
-            deltas[task] = v - b
+    results = [r for task in data.results for r in data.draws(task, name)]
+    deltas = comparison.deltas
     speed = bench.speeds.get(name) if bench else None
     if bench and speed is None:
         notes.append(f"{name} has no bench result at {bench.length} tokens, batch {bench.batch}")
     if speed and speed.onnx_sha256 and any(r.onnx_sha256 != speed.onnx_sha256 for r in results):
         notes.append(f"{name}: the bench timed another ONNX file than the one evaluated (re-run `evalsuite bench`)")
     size = speed.size_bytes if speed and speed.size_bytes else (results[0].onnx_size_bytes if results else None)
-    return Row(VariantSpec.parse(name), comparison, verdict, speed, size, deltas)
+    kernels = next((r.int8_kernels for r in results if r.int8_kernels not in (None, REFERENCE_KERNELS)), None)
+    return Row(VariantSpec.parse(name), comparison, verdict, speed, size, deltas, kernels)
 
 
 def recommend(rows: list[Row], bench: Bench | None, cfg: GateConfig) -> tuple[str | None, str]:

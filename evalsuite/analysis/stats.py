@@ -7,7 +7,12 @@ whatever its number of queries), which equals the difference of the macro-averag
 A single task is the macro case with ``T = 1``, so one kernel serves both.
 
 * CI: percentile bootstrap over queries, stratified by task (queries are resampled within their task).
-* Significance: paired randomization (sign-flip) test of the same mean delta, two-sided; exact when small.
+* Batch compositions: a batch-dependent variant scored under ``K`` batch compositions has ``K`` scores per query,
+  ``d_tki``. Its delta is the mean over compositions, and the bootstrap has two levels: each resample draws ``K``
+  compositions and ``n_t`` queries with replacement (:func:`macro_bootstrap_ci`), so the interval holds both where
+  the queries and where the batching could have fallen. With ``K = 1`` everything reduces to the one-level case.
+* Significance: paired randomization (sign-flip) test of the same mean delta, two-sided; exact when small (on the
+  per-query deltas averaged over compositions).
 
 All functions are pure, vectorised with numpy, and reproducible: the same ``seed`` gives the same numbers.
 
@@ -47,6 +52,10 @@ class PairedComparison:
         ci_low, ci_high: bootstrap confidence interval of ``mean_delta``.
         p_value: two-sided p-value of the randomization test of ``mean_delta = 0``.
         better, worse, equal: queries where the variant scores higher, lower, the same (within ``tie_tol``).
+        compositions: batch compositions behind each task's variant scores (the fewest over tasks; 1: none).
+        composition_deltas: the mean delta under each composition ``k`` (macro over tasks), when ``compositions > 1``.
+        query_ci_low, query_ci_high: the interval with compositions held fixed (queries resampled only), when
+            ``compositions > 1``; how much narrower it is than the CI shows what the batching adds.
     """
 
     n_queries: int
@@ -63,13 +72,32 @@ class PairedComparison:
     confidence: float
     n_resamples: int
     seed: int
+    compositions: int = 1
+    composition_deltas: tuple[float, ...] = ()
+    query_ci_low: float | None = None
+    query_ci_high: float | None = None
+
+    @property
+    def composition_sd(self) -> float | None:
+        """Standard deviation of the per-composition mean deltas (None with one composition)."""
+        return float(np.std(self.composition_deltas, ddof=1)) if len(self.composition_deltas) > 1 else None
+
+    @property
+    def composition_share(self) -> float | None:
+        """The share of the CI's width that the batch compositions add: ``1 - query-only width / width``."""
+        if self.query_ci_low is None or self.query_ci_high is None or self.ci_high <= self.ci_low:
+            return None
+        return max(0.0, 1.0 - (self.query_ci_high - self.query_ci_low) / (self.ci_high - self.ci_low))
 
     def significant(self, alpha: float | None = None) -> bool:
         """p < alpha, by default ``1 - confidence`` (0.05 for a 95% CI)."""
         return self.p_value < (round(1.0 - self.confidence, 10) if alpha is None else alpha)
 
-    def to_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["composition_deltas"] = list(self.composition_deltas)
+        out["composition_sd"] = self.composition_sd
+        return out
 
 
 def pair(variant: Mapping[str, float], baseline: Mapping[str, float], what: str = "scores") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -116,12 +144,14 @@ def bootstrap_ci(deltas: ArrayLike, confidence: float = 0.95, n_resamples: int =
 
 def macro_bootstrap_ci(groups: Sequence[ArrayLike], confidence: float = 0.95, n_resamples: int = DEFAULT_RESAMPLES,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the macro mean delta, resampling queries within each task.
+    """Percentile bootstrap CI of the macro mean delta, resampling queries (and compositions) within each task.
 
-    For each resample ``b = 1..B`` and task ``t``, draw ``n_t`` indices uniformly with replacement from
-    ``0..n_t-1`` and set ``M*_b = (1/T) sum_t mean(d_t[idx_tb])``. The CI is
-    ``[q(alpha/2), q(1 - alpha/2)]`` of ``{M*_b}``, ``alpha = 1 - confidence``, with numpy's default (linear)
-    quantiles. Draws come from ``numpy.random.default_rng(seed)``, task by task, in blocks.
+    A group is a task's paired deltas: 1-d over its ``n_t`` queries, or 2-d ``(K_t, n_t)`` over ``K_t`` batch
+    compositions. For each resample ``b = 1..B`` and task ``t``, draw ``n_t`` query indices uniformly with
+    replacement from ``0..n_t-1`` (and, for a 2-d group, ``K_t`` composition indices from ``0..K_t-1``) and set
+    ``M*_b = (1/T) sum_t mean_{k*} mean_{i*} d_t[k*, i*]``. The CI is ``[q(alpha/2), q(1 - alpha/2)]`` of
+    ``{M*_b}``, ``alpha = 1 - confidence``, with numpy's default (linear) quantiles. Draws come from
+    ``numpy.random.default_rng(seed)``, task by task, in blocks (query indices, then composition indices).
 
     Args:
         groups: per-task arrays of paired deltas, each non-empty.
@@ -137,12 +167,17 @@ def macro_bootstrap_ci(groups: Sequence[ArrayLike], confidence: float = 0.95, n_
     rng = np.random.default_rng(seed)
     means = np.zeros(n_resamples)
     for d in arrays:
-        n = d.size
-        step = max(1, _CHUNK // n)
+        k, n = d.shape
+        step = max(1, _CHUNK // (n * k))
         for start in range(0, n_resamples, step):
             stop = min(start + step, n_resamples)
             idx = rng.integers(0, n, size=(stop - start, n))
-            means[start:stop] += d[idx].mean(axis=1)
+            if k == 1:
+                means[start:stop] += d[0][idx].mean(axis=1)
+                continue
+            per_composition = d[:, idx].mean(axis=2)  # (K, resamples): each composition's mean over the drawn queries
+            drawn = rng.integers(0, k, size=(stop - start, k))
+            means[start:stop] += np.take_along_axis(per_composition.T, drawn, axis=1).mean(axis=1)
     means /= len(arrays)
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
@@ -173,7 +208,7 @@ def macro_randomization_test(groups: Sequence[ArrayLike], n_resamples: int = DEF
     * Otherwise Monte Carlo with ``B = n_resamples`` draws from ``numpy.random.default_rng(seed)``:
       ``p = (1 + #{|S*_b| >= |S|}) / (1 + B)``, never 0 (Phipson & Smyth 2010).
     """
-    arrays = _groups(groups)
+    arrays = [d.mean(axis=0) for d in _groups(groups)]
     if n_resamples < 1:
         raise EvalsuiteError(f"n_resamples must be at least 1, not {n_resamples}")
     weights = np.concatenate([np.full(d.size, 1.0 / (len(arrays) * d.size)) for d in arrays])
@@ -202,7 +237,8 @@ def compare(tasks: Sequence[tuple[ArrayLike, ArrayLike]], confidence: float = 0.
     """All paired statistics of the macro average over tasks (one pair of aligned arrays per task).
 
     Args:
-        tasks: per task, ``(variant, baseline)`` per-query scores aligned by query (see :func:`pair`).
+        tasks: per task, ``(variant, baseline)`` per-query scores aligned by query (see :func:`pair`); the variant's
+            may be 2-d, ``(compositions, queries)``, for a variant scored under several batch compositions.
         confidence: coverage of the bootstrap CI; ``1 - confidence`` is also the default significance level.
         n_resamples: resamples of both the bootstrap and the (Monte Carlo) randomization test.
         seed: seed of both; the same seed gives the same CI and p-value.
@@ -210,21 +246,28 @@ def compare(tasks: Sequence[tuple[ArrayLike, ArrayLike]], confidence: float = 0.
     """
     if not tasks:
         raise EvalsuiteError("nothing to compare: no task")
-    variants = [np.asarray(v, dtype=np.float64) for v, _ in tasks]
+    variants = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v, _ in tasks]
     baselines = [np.asarray(b, dtype=np.float64) for _, b in tasks]
-    if any(v.shape != b.shape or v.ndim != 1 for v, b in zip(variants, baselines, strict=True)):
-        raise EvalsuiteError("variant and baseline scores must be 1-d arrays of the same length per task")
+    if any(v.ndim != 2 or b.ndim != 1 or v.shape[1] != b.shape[0] for v, b in zip(variants, baselines, strict=True)):
+        raise EvalsuiteError("variant and baseline scores must be arrays of the same length (queries) per task")
     deltas = [v - b for v, b in zip(variants, baselines, strict=True)]
     mean_v = float(np.mean([v.mean() for v in variants]))
     mean_b = float(np.mean([b.mean() for b in baselines]))
     mean_d = float(np.mean([d.mean() for d in deltas]))
     low, high = macro_bootstrap_ci(deltas, confidence, n_resamples, seed)
-    better, worse, equal = counts(np.concatenate(deltas), tie_tol)
+    averaged = [d.mean(axis=0) for d in deltas]
+    better, worse, equal = counts(np.concatenate(averaged), tie_tol)
+    k = min(d.shape[0] for d in deltas)
+    extra: dict[str, object] = {}
+    if k > 1:
+        query_low, query_high = macro_bootstrap_ci(averaged, confidence, n_resamples, seed)
+        per_k = [float(np.mean([d[c].mean() for d in deltas])) for c in range(k)]
+        extra = {"compositions": k, "composition_deltas": tuple(per_k), "query_ci_low": query_low, "query_ci_high": query_high}
     return PairedComparison(
-        n_queries=sum(d.size for d in deltas), mean_variant=mean_v, mean_baseline=mean_b, mean_delta=mean_d,
+        n_queries=sum(d.shape[1] for d in deltas), mean_variant=mean_v, mean_baseline=mean_b, mean_delta=mean_d,
         relative_delta=mean_d / mean_b if mean_b else None, ci_low=low, ci_high=high,
         p_value=macro_randomization_test(deltas, n_resamples, seed), better=better, worse=worse, equal=equal,
-        confidence=confidence, n_resamples=n_resamples, seed=seed)
+        confidence=confidence, n_resamples=n_resamples, seed=seed, **extra)  # type: ignore[arg-type]
 
 
 def compare_task(variant: Mapping[str, float], baseline: Mapping[str, float], confidence: float = 0.95,
@@ -234,7 +277,10 @@ def compare_task(variant: Mapping[str, float], baseline: Mapping[str, float], co
 
 
 def _groups(groups: Sequence[ArrayLike]) -> list[NDArray[np.float64]]:
-    arrays = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    """Each group as a 2-d array (compositions x queries); a 1-d group is one composition."""
+    arrays = [np.atleast_2d(np.asarray(g, dtype=np.float64)) for g in groups]
+    if any(a.ndim != 2 for a in arrays):
+        raise EvalsuiteError("per-query deltas must be 1-d (queries) or 2-d (compositions x queries) per task")
     if not arrays or any(a.size == 0 for a in arrays):
         raise EvalsuiteError("every task needs at least one query")
     if not all(np.isfinite(a).all() for a in arrays):

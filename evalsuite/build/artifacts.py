@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsuite.build.export import export_onnx
-from evalsuite.build.graph import artifact_fused_ops, fused_ops
+from evalsuite.build.graph import Int8Profile, artifact_fused_ops, artifact_int8_profile, fused_ops, int8_profile
 from evalsuite.files import atomic_write_json, file_lock, remove_leftovers, sha256_file, sha256_text
-from evalsuite.machine import versions
+from evalsuite.machine import int8_kernels, versions
 from evalsuite.models import ModelSource
 from evalsuite.variants import VariantSpec
 
@@ -54,6 +55,17 @@ class Artifact:
     def fused_ops(self) -> dict[str, int]:
         """Node count per fused (onnxruntime contrib) operator type in the file, e.g. ``{"Attention": 6, ...}``."""
         return artifact_fused_ops(self.meta, self.path)
+
+    @property
+    def int8(self) -> Int8Profile:
+        """What of the file goes through int8 kernels (see :func:`int8_profile`)."""
+        return artifact_int8_profile(self.meta, self.path)
+
+    @property
+    def kernels(self) -> str | None:
+        """The int8 kernel family this file runs through on this machine (None: it quantizes nothing)."""
+        profile = self.int8
+        return int8_kernels(profile.quantizes, profile.weight_peak)
 
 
 def build_variant(source: ModelSource, spec: VariantSpec, cache_dir: Path, progress: Say | None = None) -> Artifact:
@@ -121,6 +133,7 @@ def _commit(folder: Path, spec: VariantSpec, produce: Callable[[Path], None], st
             "build_seconds": round(time.perf_counter() - started, 2),
             "versions": versions(),
             "fused_ops": fused_ops(tmp / "model.onnx"),
+            "int8": dataclasses.asdict(int8_profile(tmp / "model.onnx")),
             **extra,
         }
         atomic_write_json(tmp / "meta.json", meta)

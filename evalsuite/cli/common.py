@@ -30,6 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 ModelSlugOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Hub id, folder or slug of the model (default: the only model in the results folder).")]
 CompareTasksOpt = Annotated[Optional[str], typer.Option("--tasks", "-t", help="Comma-separated tasks to compare (default: the config's tasks, else every task with a Float32 result).")]
 GateConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Gate and statistics settings, YAML (default: configs/gate.yaml).", dir_okay=False)]
+CompositionsOpt = Annotated[Optional[int], typer.Option("--compositions", help="Batch compositions a batch-dependent build (dynamic int8) is evaluated and judged under, at least 1; each costs one encode of every corpus with that build (default from --config, else configs/gate.yaml: 5).", show_default=False)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime threads, at least 1 (default: EVALSUITE_THREADS, else all cores).")]
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where encoding runs: local (this process) or ray (actors on a Ray cluster; pip install \"evalsuite[ray]\").")]
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="With --executor ray: the address of a running cluster (ray start --head prints it). Default: start a local one.", show_default=False)]

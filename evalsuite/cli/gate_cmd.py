@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, CompareTasksOpt, DataOpt, ExecutorOpt,
-                                  GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt, ResultsOpt, TasksDirOpt, app, executor_of,
-                                  given, say, split_list, variant_names)
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, CompareTasksOpt, CompositionsOpt, DataOpt, ExecutorOpt,
+                                  GateConfigOpt, JsonOpt, JudgeSplitOpt, ModelSlugOpt, ResultsOpt, TasksDirOpt, app, at_least, executor_of,
+                                  err, given, say, split_list, variant_names)
 from evalsuite.errors import EvalsuiteError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from evalsuite.analysis.gate import GateConfig
+    from evalsuite.run import SweepConfig
+    from evalsuite.screen.progressive import ProgressiveResult
+    from evalsuite.variants import VariantSpec
 
 # Report formats by the suffix of --output; a file name without a suffix gets markdown.
 FORMAT_OF_SUFFIX = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html", "": "md"}
@@ -25,11 +33,13 @@ def gate_cli(
     per_task: Annotated[Optional[bool], typer.Option("--per-task/--mean", help="Every task must pass, or the macro mean over tasks (default from --config: per-task).", show_default=False)] = None,
     rule: Annotated[Optional[str], typer.Option("--rule", help="point: the mean delta must be within the limit; ci: fail only when the whole CI is beyond it ('inconclusive' when it straddles it) (default from --config: point).", show_default=False)] = None,
     config: GateConfigOpt = None,
+    compositions: CompositionsOpt = None,
     model: ModelSlugOpt = None,
     tasks: CompareTasksOpt = None,
     split: JudgeSplitOpt = None,
     results_dir: ResultsOpt = None,
     run_missing: Annotated[bool, typer.Option("--run", help="Evaluate the variant (and Float32) first when its results are missing, reusing caches.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="With --run: evaluate progressively and stop (exit 1) as soon as a fail is certain, printing the coverage reached and the interval; a pass is always measured in full (per-task point rule only).")] = False,
     data_dir: DataOpt = None,
     tasks_dir: TasksDirOpt = None,
     cache_dir: CacheOpt = None,
@@ -46,21 +56,40 @@ def gate_cli(
     from evalsuite.run import SweepConfig, run_sweep
     from evalsuite.variants import VariantSpec
 
+    at_least(1, compositions=compositions)
     model = given(model, "--model")
-    task_names = split_list(tasks, "--tasks")
+    asked = split_list(tasks, "--tasks")  # as given, for `run`; resolved to stored names for the gate
+    task_names = _task_names(tasks, tasks_dir)
     cfg = GateConfig.load(config).override(
         max_drop=max_drop, relative=relative, rule=rule, tasks=tuple(task_names) if task_names else None, split=split,
-        scope=None if per_task is None else ("per-task" if per_task else "mean"))
+        scope=None if per_task is None else ("per-task" if per_task else "mean"), compositions=compositions)
     results = results_dir or default_results_dir()
     if executor != "local" and not run_missing:
         raise EvalsuiteError(f"--executor {executor} needs --run (it says where missing results are computed)")
+    if fail_fast and not run_missing:
+        raise EvalsuiteError("--fail-fast needs --run (it decides while the missing results are computed)")
+    if fail_fast and (cfg.scope != "per-task" or cfg.rule != "point"):
+        raise EvalsuiteError(f"--fail-fast decides the per-task point rule; this gate is {cfg.scope} {cfg.rule}")
     runs_on = executor_of(executor, address, actors, threads_per_actor)  # checked before the gate reads anything
 
+    def sweep(spec: VariantSpec) -> SweepConfig:
+        return SweepConfig(variants=[spec], model=model or DEFAULT_MODEL, tasks=asked if asked else list(cfg.tasks or []) or None,
+                           split=cfg.split, data_dir=data_dir or default_data_dir(), tasks_dir=tasks_dir,
+                           cache_dir=cache_dir or default_cache_dir(), results_dir=results, compositions=cfg.compositions)
+
     def compute() -> tuple[str, list[str]]:  # gate --run: the same run as `evalsuite run --variant V`
-        sweep = SweepConfig(variants=[VariantSpec.parse(variant)], model=model or DEFAULT_MODEL,
-                            tasks=list(cfg.tasks) if cfg.tasks else None, split=cfg.split, data_dir=data_dir or default_data_dir(),
-                            tasks_dir=tasks_dir, cache_dir=cache_dir or default_cache_dir(), results_dir=results)
-        report = run_sweep(sweep, say=say, executor=runs_on)  # type: ignore[arg-type]
+        if fail_fast:
+            early = _progressive_fail(sweep, VariantSpec.parse(variant), cfg)
+            if early is not None:
+                if as_json:
+                    print(json.dumps(early.to_dict(), indent=1))
+                else:
+                    print("\n".join([f"gate {early.variant} vs float32 ({early.model_id}, split {cfg.split}): {cfg.describe()}",
+                                     *(f"{lk.task}: {100 * lk.coverage:.0f}% of the corpus encoded, predicted delta "
+                                       f"{lk.delta:+.4f}, interval [{lk.low:+.4f}, {lk.high:+.4f}] (z {lk.z:.2f})"
+                                       for lk in early.looks if lk.fail), early.reason]))
+                raise typer.Exit(1)
+        report = run_sweep(sweep(VariantSpec.parse(variant)), say=say, executor=runs_on)  # type: ignore[arg-type]
         return report.model_id, list(report.results)
 
     verdict = gate(variant, cfg, results, model=model, compute=compute if run_missing else None)
@@ -70,6 +99,36 @@ def gate_cli(
         print("\n".join(verdict.lines()))
     if not verdict.passed:
         raise typer.Exit(1)
+
+
+def _task_names(tasks: str | None, tasks_dir: Path | None) -> list[str] | None:
+    """The ``--tasks`` values as the names results are stored under: a BEIR folder given by path is resolved as ``run``
+    resolves it (``<folder>-<hash>``); any other name is matched against the stored tasks."""
+    from evalsuite.data.tasks import find_task
+
+    names = split_list(tasks, "--tasks")
+    return None if names is None else [find_task(n, tasks_dir).name if Path(n).expanduser().is_dir() else n for n in names]
+
+
+def _progressive_fail(sweep: Callable[[VariantSpec], SweepConfig], spec: VariantSpec, cfg: GateConfig) -> ProgressiveResult | None:
+    """``gate --run --fail-fast``: Float32 in full, then ``spec`` progressively; its result when a fail was decided early."""
+    from evalsuite.models import resolve_model
+    from evalsuite.run import run_sweep
+    from evalsuite.run.plan import plan
+    from evalsuite.screen.progressive import Progressive, composition_sd
+    from evalsuite.ui import Progressbars
+    from evalsuite.variants import BASELINE
+
+    base = sweep(BASELINE)
+    with Progressbars(err) as bars:
+        tasks = list(run_sweep(base, say=bars.say, progress=bars.update).results)
+        source = resolve_model(base.model)
+        specs = [t for t in plan(base).tasks if t.name in tasks]
+        k = cfg.compositions if spec.kind.batch_dependent else 1
+        outcome = Progressive(source, specs, data_dir=base.data_dir, cache_dir=base.cache_dir, say=bars.say,
+                              progress=bars.update).evaluate(spec, cfg.max_drop, cfg.relative,
+                                                             composition_sd(base.results_dir, source.model_id, tasks, cfg.compositions, cfg.split) if k > 1 else None, k)
+    return outcome if outcome.outcome == "fail" else None
 
 
 @app.command(name="report")
@@ -83,6 +142,7 @@ def report_cli(
     variant: Annotated[Optional[list[str]], typer.Option("--variant", "-v", help="Rows to show: names or named sets (default: every stored variant).", show_default=False)] = None,
     split: JudgeSplitOpt = None,
     config: GateConfigOpt = None,
+    compositions: CompositionsOpt = None,
     bench: Annotated[Optional[Path], typer.Option("--bench", help="Bench results (default: <results-dir>/<model>/bench.json when present).", dir_okay=False)] = None,
 ) -> None:
     """Compare every stored variant with Float32: NDCG@10 per task, mean delta, CI, significance, speed; table and plots."""
@@ -94,6 +154,7 @@ def report_cli(
     from evalsuite.files import atomic_write_text, reporting_full_disk
     from evalsuite.variants import expand
 
+    at_least(1, compositions=compositions)
     suffix = output.suffix.lower() if output else ""
     if fmt is None and suffix not in FORMAT_OF_SUFFIX:
         raise EvalsuiteError(f"--output {output}: unknown suffix {suffix!r}; name a .md, .csv, .json or .html file, or give --format")
@@ -101,8 +162,9 @@ def report_cli(
     if chosen not in FORMATS:
         raise EvalsuiteError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     names = variant_names(variant) if variant else None
-    report = build_report(results_dir or default_results_dir(), model=given(model, "--model"), tasks=split_list(tasks, "--tasks"),
-                          variants=[s.name for s in expand(names)] if names else None, cfg=GateConfig.load(config).override(split=split),
+    report = build_report(results_dir or default_results_dir(), model=given(model, "--model"), tasks=_task_names(tasks, None),
+                          variants=[s.name for s in expand(names)] if names else None,
+                          cfg=GateConfig.load(config).override(split=split, compositions=compositions),
                           bench_file=bench)
     for note in report.notes:
         say(f"note: {note}", "yellow")

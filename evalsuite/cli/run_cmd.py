@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, DataOpt, ExecutorOpt, JsonOpt, ModelOpt,
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, CompositionsOpt, DataOpt, ExecutorOpt, JsonOpt, ModelOpt,
                                   ResultsOpt, SplitOpt, TasksDirOpt, TasksOpt, ThreadsOpt, VariantOpt, app, at_least, err,
                                   executor_of, given, one_of, out, say, split_list, variant_names)
 
@@ -25,6 +25,7 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Documents per onnxruntime call, at least 1.")] = 32,
     query_batch_size: Annotated[int, typer.Option(help="Queries per call, at least 1 (1 = online serving).")] = 1,
     order: Annotated[str, typer.Option(help="Batch order: length (sorted, little padding) or given.")] = "length",
+    compositions: CompositionsOpt = None,
     threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute results even when stored ones match.")] = False,
     executor: ExecutorOpt = "local",
@@ -42,13 +43,15 @@ def run(
     from evalsuite.ui import Progressbars
     from evalsuite.variants import expand
 
-    at_least(1, batch_size=batch_size, query_batch_size=query_batch_size, threads=threads)
+    from evalsuite.analysis.gate import GateConfig
+
+    at_least(1, batch_size=batch_size, query_batch_size=query_batch_size, threads=threads, compositions=compositions)
     cfg = SweepConfig(
         variants=expand(variant_names(variant)), model=given(model, "--model"), tasks=split_list(tasks, "--tasks"),  # type: ignore[arg-type]
         split=split, data_dir=data_dir, tasks_dir=tasks_dir,
         cache_dir=cache_dir or default_cache_dir(), results_dir=results_dir or default_results_dir(),
         policy=BatchPolicy(batch_size, query_batch_size, one_of("--order", order, ("length", "given"))),  # type: ignore[arg-type]
-        threads=threads, force=force,
+        compositions=compositions or GateConfig.load().compositions, threads=threads, force=force,
     )
     runs_on = executor_of(executor, address, actors, threads_per_actor)
     with Progressbars(err) as bars:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, DataOpt, ExecutorOpt, GateConfigOpt, JsonOpt,
+from evalsuite.cli.common import (ActorsOpt, ActorThreadsOpt, AddressOpt, CacheOpt, CompositionsOpt, DataOpt, ExecutorOpt, GateConfigOpt, JsonOpt,
                                   ModelOpt, ResultsOpt, TasksDirOpt, TasksOpt, app, at_least, err, executor_of, given, invocation,
                                   one_of, out, say, split_list)
 from evalsuite.errors import EvalsuiteError
@@ -32,6 +32,7 @@ def tune(
     sample_queries: QueriesOpt = 4,
     sample_documents: DocsOpt = 12,
     config: GateConfigOpt = None,
+    compositions: CompositionsOpt = None,
     cache_dir: CacheOpt = None,
     results_dir: ResultsOpt = None,
     executor: ExecutorOpt = "local",
@@ -40,12 +41,13 @@ def tune(
     threads_per_actor: ActorThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the fastest build that passes the gate: screen, move harmful nodes to float (under -7bit first to 8-bit
-    weights), confirm with full evaluations, time.
+    """Find the fastest build that passes the gate: evaluate progressively (a certain fail stops early), move harmful
+    nodes to float (under -7bit first to 8-bit weights), confirm with full evaluations, time.
 
     Writes configs/mixed/<name>.yaml for each mixed build (variant <base>-x<name>, usable by run, gate and bench),
     and <results-dir>/<model>/tune/tune.json (schema: docs/tune-schema.md). Exit 0 when a build passes, 1 when none does.
-    With --executor ray the full evaluations encode on Ray actors; screens, rankings and the bench stay on this machine.
+    With --executor ray the full evaluations encode on Ray actors; progressive evaluations, rankings and the bench stay
+    on this machine.
     """
     from evalsuite.analysis.gate import GateConfig
     from evalsuite.config import default_cache_dir, default_results_dir
@@ -54,14 +56,15 @@ def tune(
     from evalsuite.ui import Progressbars
     from evalsuite.variants import VariantSpec
 
-    at_least(1, max_nodes=max_nodes, bench_repeats=bench_repeats, sample_queries=sample_queries, sample_documents=sample_documents)
+    at_least(1, max_nodes=max_nodes, bench_repeats=bench_repeats, sample_queries=sample_queries, sample_documents=sample_documents,
+             compositions=compositions)
     if rule is not None:
         one_of("--rule", rule, ("point", "ci"))
     starts = tuple(VariantSpec.parse(s).name for s in split_list(start, "--start") or ())
     task_names = split_list(tasks, "--tasks")
     cfg = TuneConfig(
         starts=starts, model=given(model, "--model"), tasks=task_names, data_dir=data_dir, tasks_dir=tasks_dir,  # type: ignore[arg-type]
-        gate=GateConfig.load(config).override(max_drop=max_drop, rule=rule), max_nodes=max_nodes, budget_minutes=budget,
+        gate=GateConfig.load(config).override(max_drop=max_drop, rule=rule, compositions=compositions), max_nodes=max_nodes, budget_minutes=budget,
         bench_repeats=bench_repeats, sample_queries=sample_queries, sample_documents=sample_documents,
         cache_dir=cache_dir or default_cache_dir(), results_dir=results_dir or default_results_dir())
     runs_on = executor_of(executor, address, actors, threads_per_actor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,13 +23,33 @@ from evalsuite.encode.session import make_session, model_inputs, pool
 from evalsuite.encode.tokenizer import TextTokenizer, Tokenized
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
-from evalsuite.machine import default_threads
+from evalsuite.machine import default_threads, distinct_kernels
 
 if TYPE_CHECKING:
     from evalsuite.build import Artifact
     from evalsuite.models import EncodingSettings, ModelSource
 
 PromptKind = Literal["query", "document"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One embedding-cache file of an encode call: its key, its batches (row indices of the call) and all its rows."""
+
+    key: str
+    batches: list[np.ndarray]
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """One encode call, planned: its texts (prefixed), their token counts and ids (None: too many to keep), its shards."""
+
+    texts: list[str]
+    lengths: np.ndarray
+    tokenized: Tokenized | None
+    shards: list[Shard]
+
 ProgressFn = Callable[[str, int, int], None]  # (what, texts done, texts total)
 SHARD_BATCHES = 16  # batches per embedding-cache file: a killed run loses at most this much work
 
@@ -58,7 +79,7 @@ class OnnxEncoder:
         self.variant_name = variant_name or artifact.variant.name
         self.tokenizer = TextTokenizer.shared(source.path, self.settings.max_seq_length, self.settings.lowercase)
         self._session: Any = None
-        self.stats = {"texts": 0, "cached_texts": 0, "inference_s": 0.0}
+        self.stats = {"texts": 0, "cached_texts": 0, "encoded_texts": 0, "inference_s": 0.0}
 
     # --- mteb EncoderProtocol -------------------------------------------------------------
     @property
@@ -72,7 +93,7 @@ class OnnxEncoder:
     def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str = "", hf_subset: str = "",
                prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
         kind: PromptKind = "query" if prompt_type is not None and str(getattr(prompt_type, "value", prompt_type)) == "query" else "document"
-        return self.embed(_texts_of(inputs), prompt_type=kind)
+        return self.embed(texts_of(inputs), prompt_type=kind)
 
     def similarity(self, a: Any, b: Any) -> Any:
         from mteb.similarity_functions import cos_sim
@@ -87,53 +108,62 @@ class OnnxEncoder:
     # --- the work ---------------------------------------------------------------------------
     def embed(self, texts: Sequence[str], prompt_type: PromptKind = "document") -> np.ndarray:
         """Embeddings of ``texts`` in input order, float32, shape (len(texts), dim)."""
+        plan = self.plan(texts, prompt_type)
+        out: np.ndarray | None = None
+        done = 0
+        for shard in plan.shards:
+            vectors = self.shard_vectors(plan, shard)
+            if out is None:
+                out = np.empty((len(plan.texts), vectors.shape[1]), dtype=np.float32)
+            out[shard.rows] = vectors
+            done += len(shard.rows)
+            if self.progress:
+                self.progress(prompt_type, done, len(plan.texts))
+        assert out is not None
+        self.stats["texts"] += len(plan.texts)
+        return out
+
+    def plan(self, texts: Sequence[str], prompt_type: PromptKind = "document") -> EncodePlan:
+        """How one call embeds ``texts``: its batches, grouped into cache shards with their keys (nothing is run)."""
         prefix = self.settings.query_prefix if prompt_type == "query" else self.settings.document_prefix
         texts = [prefix + t for t in texts] if prefix else list(texts)
         if not texts:
             raise EvalsuiteError("nothing to encode: empty list of texts")
         lengths, tokenized = self.tokenizer.survey(texts)
         batch_size = self.policy.query_batch_size if prompt_type == "query" else self.policy.batch_size
-        batches = plan_batches(lengths, batch_size, self.policy.order)
+        batches = plan_batches(lengths, batch_size, self.policy.order, self.policy.composition)
         # Only the batching that applies to this kind of text is in the key: changing the query batch size
-        # must not re-encode the corpus.
+        # must not re-encode the corpus. The composition needs no place here: it shows in each shard's batches.
         settings_key = sha256_text(self.artifact.sha256, self.source.tokenizer_sha256,
-                                   json.dumps(self.settings.to_dict(), sort_keys=True), f"{prompt_type}-{batch_size}-{self.policy.order}")
-        out: np.ndarray | None = None
-        done = 0
+                                   json.dumps(self.settings.to_dict(), sort_keys=True), f"{prompt_type}-{batch_size}-{self.policy.order}",
+                                   *distinct_kernels(self.artifact.kernels))
+        shards = []
         for start in range(0, len(batches), SHARD_BATCHES):
-            shard = batches[start:start + SHARD_BATCHES]
-            rows = np.concatenate(shard)
-            vectors = self._shard(tokenized, shard, texts, rows, settings_key)
-            if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[rows] = vectors
-            done += len(rows)
-            if self.progress:
-                self.progress(prompt_type, done, len(texts))
-        assert out is not None
-        self.stats["texts"] += len(texts)
-        return out
+            group = batches[start:start + SHARD_BATCHES]
+            rows = np.concatenate(group)
+            # The key holds every text of every batch in the shard, in batch order: int8 results depend on them all.
+            key = sha256_text(settings_key, ",".join(str(len(b)) for b in group), *(texts[i] for i in rows))
+            shards.append(Shard(key, group, rows))
+        return EncodePlan(texts, lengths, tokenized, shards)
 
-    def _shard(self, tokenized: Tokenized | None, shard: list[np.ndarray], texts: list[str], rows: np.ndarray,
-               settings_key: str) -> np.ndarray:
+    def shard_vectors(self, plan: EncodePlan, shard: Shard) -> np.ndarray:
         """One shard's vectors, from the cache or computed and stored at once (a killed run keeps every finished shard)."""
-        # The key holds every text of every batch in the shard, in batch order: int8 results depend on them all.
-        boundaries = ",".join(str(len(b)) for b in shard)
-        key = sha256_text(settings_key, boundaries, *(texts[i] for i in rows))
         if self.cache is not None:
-            cached = self.cache.get(key, len(rows))
+            cached = self.cache.get(shard.key, len(shard.rows))
             if cached is not None:
-                self.stats["cached_texts"] += len(rows)
+                self.stats["cached_texts"] += len(shard.rows)
                 return cached
+        tokenized, batches = plan.tokenized, shard.batches
         if tokenized is None:  # the call was too large to keep its ids: tokenize this shard's texts only
-            tokenized = self.tokenizer([texts[i] for i in rows])
-            ends = np.cumsum([len(b) for b in shard])
-            shard = [np.arange(e - len(b), e) for b, e in zip(shard, ends, strict=True)]
+            tokenized = self.tokenizer([plan.texts[i] for i in shard.rows])
+            ends = np.cumsum([len(b) for b in batches])
+            batches = [np.arange(e - len(b), e) for b, e in zip(batches, ends, strict=True)]
         started = time.perf_counter()
-        vectors = np.concatenate([self._run(tokenized, b) for b in shard])
+        vectors = np.concatenate([self._run(tokenized, b) for b in batches])
         self.stats["inference_s"] += time.perf_counter() - started
+        self.stats["encoded_texts"] += len(shard.rows)
         if self.cache is not None:
-            self.cache.put(key, vectors)
+            self.cache.put(shard.key, vectors)
         return vectors
 
     def _run(self, tokenized: Tokenized, rows: np.ndarray) -> np.ndarray:
@@ -151,7 +181,7 @@ class OnnxEncoder:
 
 
 
-def _texts_of(inputs: Any) -> list[str]:
+def texts_of(inputs: Any) -> list[str]:
     """Texts from an mteb DataLoader; reads the prepared column at once instead of collating batch by batch."""
     dataset = getattr(inputs, "dataset", None)
     column_names = getattr(dataset, "column_names", None)

@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
@@ -30,13 +30,20 @@ def is_model(result: RunResult, model: str) -> bool:
 
 @dataclass(frozen=True)
 class ModelResults:
-    """Stored results of one model: ``results[task][variant]``, tasks limited to those with a Float32 result."""
+    """Stored results of one model: ``results[task][variant]`` (its canonical batch composition), tasks limited to
+    those with a Float32 result, and every stored composition of each in ``compositions[task][variant][k]``."""
 
     model_id: str
     model_slug: str
     results: dict[str, dict[str, RunResult]]
     root: Path
     split: str = DEFAULT_SPLIT
+    compositions: dict[str, dict[str, dict[int, RunResult]]] = field(default_factory=dict)
+
+    def draws(self, task: str, variant: str, k: int | None = None) -> list[RunResult]:
+        """The stored results of ``variant`` on ``task`` under compositions ``0..k-1`` that exist (all when None)."""
+        stored = self.compositions.get(task, {}).get(variant, {})
+        return [stored[c] for c in sorted(stored) if k is None or c < k]
 
     @property
     def tasks(self) -> list[str]:
@@ -80,8 +87,11 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
                              + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""))
     mine = [r for r in everything if r.model_slug == slug]
     by_task: dict[str, dict[str, RunResult]] = {}
+    drawn: dict[str, dict[str, dict[int, RunResult]]] = {}
     for r in mine:
-        by_task.setdefault(r.task.name, {})[r.variant] = r
+        drawn.setdefault(r.task.name, {}).setdefault(r.variant, {})[r.composition] = r
+        if r.composition == 0:
+            by_task.setdefault(r.task.name, {})[r.variant] = r
     with_baseline = sorted(t for t, by_variant in by_task.items() if BASELINE.name in by_variant)
     if tasks is None:
         chosen = with_baseline
@@ -97,6 +107,7 @@ def load_results(results_dir: Path, model: str | None = None, tasks: Iterable[st
                 chosen.append(name)
     if not chosen:
         raise MissingResults(f"no Float32 result for {mine[0].model_id} in {results_dir}/: nothing to compare against")
-    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir, split)
+    return ModelResults(mine[0].model_id, slug, {t: by_task[t] for t in chosen}, results_dir, split,
+                        {t: drawn[t] for t in chosen})
 
 

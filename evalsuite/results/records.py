@@ -14,6 +14,7 @@ from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
+from evalsuite.machine import distinct_kernels
 from evalsuite.variants import VariantSpec
 
 SCHEMA = "evalsuite.result/1"
@@ -73,10 +74,19 @@ class RunResult:
     # Facts about the evaluated ONNX file, e.g. {"fused_ops": {"Attention": 6, ...}}; decided by onnx_sha256, so
     # not part of the identity (results written before it existed have none).
     graph: dict[str, object] = field(default_factory=dict)
+    # The int8 kernel family the numbers were computed with (evalsuite.machine.int8_kernels): None for a file that
+    # quantizes nothing; part of the identity unless it is the reference family (results written before it existed:
+    # None, all computed on the reference family).
+    int8_kernels: str | None = None
 
     @property
     def spec(self) -> VariantSpec:
         return VariantSpec.parse(self.variant)
+
+    @property
+    def composition(self) -> int:
+        """The batch composition it was computed under (0: the canonical batching)."""
+        return int(self.batch_policy.get("composition", 0))  # type: ignore[call-overload]
 
     @property
     def main_value(self) -> float:
@@ -114,11 +124,14 @@ def content_digest(data: dict[str, object]) -> str:
 
 
 def identity(weights_sha256: str, tokenizer_sha256: str, variant: str, onnx_sha256: str, task: str, split: str,
-             data_fingerprint: str, encoding: dict[str, object], batch_policy: dict[str, object]) -> str:
+             data_fingerprint: str, encoding: dict[str, object], batch_policy: dict[str, object],
+             int8_kernels: str | None = None) -> str:
     """The hash of everything that decides a result's numbers; cheap to compute without loading the data.
 
     The ONNX hash covers the weights and ``config.json`` through the exported graph; the tokenizer, the data,
-    the encoding settings and the batch policy decide the rest.
+    the encoding settings, the batch policy (with its composition) and, for a quantized file, the CPU's int8 kernel
+    family decide the rest. The reference family adds nothing, so identities made before it was recorded hold.
     """
     return sha256_text(SCHEMA, weights_sha256, tokenizer_sha256, variant, onnx_sha256, task, split, data_fingerprint,
-                       json.dumps(encoding, sort_keys=True), json.dumps(batch_policy, sort_keys=True))
+                       json.dumps(encoding, sort_keys=True), json.dumps(batch_policy, sort_keys=True),
+                       *distinct_kernels(int8_kernels))

@@ -1,6 +1,7 @@
 """Result records on disk: one JSON file per (model, task, variant), written atomically with a checksum.
 
-Layout: ``<results-dir>/<model-slug>/<Task>/<variant>.json``.
+Layout: ``<results-dir>/<model-slug>/<Task>/<variant>.json``, and ``<variant>.c<k>.json`` for batch composition
+``k >= 1`` of a batch-dependent variant (variant names never hold a dot).
 
 Example:
     >>> store = ResultStore(Path("results"))  # doctest: +SKIP
@@ -30,15 +31,15 @@ class ResultStore:
         self.root = root
         self.damaged: dict[Path, str] = {}  # files that look like results but cannot be trusted, and why
 
-    def path(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT) -> Path:
-        return self.root / model_slug / task_label(task, split) / f"{variant}.json"
+    def path(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT, composition: int = 0) -> Path:
+        return self.root / model_slug / task_label(task, split) / (f"{variant}.c{composition}.json" if composition else f"{variant}.json")
 
-    def get(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT) -> RunResult | None:
-        return self._read(self.path(model_slug, task, variant, split))
+    def get(self, model_slug: str, task: str, variant: str, split: str = DEFAULT_SPLIT, composition: int = 0) -> RunResult | None:
+        return self._read(self.path(model_slug, task, variant, split, composition))
 
     def put(self, result: RunResult) -> Path:
         """Write ``result`` atomically, with a checksum of its content that :meth:`get` verifies."""
-        path = self.path(result.model_slug, result.task.name, result.variant, result.task.split)
+        path = self.path(result.model_slug, result.task.name, result.variant, result.task.split, result.composition)
         data = json.loads(json.dumps(result.to_dict()))  # its JSON form, exactly as it will be read back
         atomic_write_json(path, {**data, CHECKSUM_FIELD: content_digest(data)})
         return path

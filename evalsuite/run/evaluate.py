@@ -13,6 +13,7 @@ k + 1, and a heap per query keeps the top k over all blocks. Memory therefore gr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -109,5 +110,5 @@ def evaluate(encoder: OnnxEncoder, lt: LoadedTask, source: ModelSource, artifact
                  "threads": encoder.threads},
         versions=versions(), machine=cpu_info(), created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         command=command, identity=ident, mteb_scores=outcome.mteb_scores, tokenizer_sha256=source.tokenizer_sha256,
-        graph={"fused_ops": artifact.fused_ops},
+        graph={"fused_ops": artifact.fused_ops, "int8": dataclasses.asdict(artifact.int8)}, int8_kernels=artifact.kernels,
     )

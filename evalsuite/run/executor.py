@@ -18,12 +18,14 @@ from evalsuite.run.units import Events, UnitRunner
 
 @dataclass
 class Execution:
-    """What an executor did: ``results[task][variant]``, the (task, variant) pairs computed now, skipped tasks."""
+    """What an executor did: ``results[task][variant]`` under the canonical batch composition, every composition in
+    ``compositions[task][variant][k]``, the (task, variant, composition) computed now, and skipped tasks."""
 
     model_id: str
     results: dict[str, dict[str, RunResult]] = field(default_factory=dict)
-    computed: list[tuple[str, str]] = field(default_factory=list)
+    computed: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    compositions: dict[str, dict[str, dict[int, RunResult]]] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -55,8 +57,12 @@ def run_units(runner: UnitRunner) -> Execution:
                 raise
             done.skipped[unit.task] = str(exc)  # type: ignore[index]
             done.results.pop(unit.task, None)  # type: ignore[arg-type]
+            done.compositions.pop(unit.task, None)  # type: ignore[arg-type]
             continue
-        done.results[unit.task][unit.variant] = result  # type: ignore[index]
+        task: str = unit.task  # type: ignore[assignment]
+        done.compositions.setdefault(task, {}).setdefault(unit.variant, {})[unit.composition] = result
+        if unit.composition == 0:
+            done.results[task][unit.variant] = result
         if computed:
-            done.computed.append((unit.task, unit.variant))  # type: ignore[arg-type]
+            done.computed.append((task, unit.variant, unit.composition))
     return done

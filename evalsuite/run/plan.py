@@ -21,6 +21,7 @@ from evalsuite.config import default_cache_dir, default_results_dir
 from evalsuite.data.loading import task_unavailable
 from evalsuite.data.tasks import TaskSpec, default_tasks, find_task
 from evalsuite.encode import BatchPolicy
+from evalsuite.encode.policy import DEFAULT_COMPOSITIONS
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
 from evalsuite.variants import BASELINE, VariantSpec
@@ -39,20 +40,28 @@ class SweepConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     results_dir: Path = field(default_factory=default_results_dir)
     policy: BatchPolicy = field(default_factory=BatchPolicy)
+    compositions: int = DEFAULT_COMPOSITIONS  # batch compositions a batch-dependent variant is evaluated under
     threads: int | None = None
     force: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.compositions, bool) or not isinstance(self.compositions, int) or self.compositions < 1:
+            raise EvalsuiteError(f"--compositions must be a whole number >= 1, not {self.compositions!r}")
 
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """Build ``variant`` (``task`` None), or evaluate it on ``task`` (a task name of the plan)."""
+    """Build ``variant`` (``task`` None), or evaluate it on ``task`` (a task name of the plan) under a batch composition."""
 
     action: Literal["build", "evaluate"]
     variant: str
     task: str | None = None
+    composition: int = 0
 
     def __str__(self) -> str:
-        return f"build {self.variant}" if self.action == "build" else f"evaluate {self.variant} on {self.task}"
+        if self.action == "build":
+            return f"build {self.variant}"
+        return f"evaluate {self.variant} on {self.task}" + (f" (composition {self.composition})" if self.composition else "")
 
 
 @dataclass
@@ -76,7 +85,10 @@ def plan(cfg: SweepConfig) -> Plan:
     if not runnable:
         raise EvalsuiteError("no task can run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     variants = [BASELINE] + [v for v in cfg.variants if v != BASELINE]
-    units = [u for v in variants for u in (WorkUnit("build", v.name), *(WorkUnit("evaluate", v.name, t.name) for t in runnable))]
+    units = [u for v in variants for u in (
+        WorkUnit("build", v.name),
+        *(WorkUnit("evaluate", v.name, t.name, k) for k in range(cfg.policy.compositions(v.kind.batch_dependent, cfg.compositions))
+          for t in runnable))]
     return Plan(cfg, runnable, units, skipped)
 
 

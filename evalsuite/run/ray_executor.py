@@ -39,6 +39,7 @@ import numpy as np
 from evalsuite.config import first_line
 from evalsuite.encode.cache import EmbeddingCache
 from evalsuite.errors import DataUnavailable, EvalsuiteError
+from evalsuite.machine import kernel_family
 from evalsuite.run.executor import Execution, run_units
 from evalsuite.run.plan import Plan
 from evalsuite.run.shards import ShardJob, missing_shards, run_shard
@@ -107,8 +108,10 @@ class _Work:
 
 
 def _missing_work(runner: UnitRunner) -> Iterator[_Work]:
-    """Unit by unit, in plan order, the shards still to compute (found lazily, while actors work on earlier ones)."""
+    """Unit by unit, in plan order, the shards still to compute (found lazily, while actors work on earlier ones); a
+    shard two units share (the queries of two batch compositions) is sent once."""
     cfg = runner.cfg
+    sent: set[str] = set()
     for unit in runner.plan.units:
         if unit.action != "evaluate" or runner.stored(unit) is not None:
             continue
@@ -117,7 +120,8 @@ def _missing_work(runner: UnitRunner) -> Iterator[_Work]:
         except DataUnavailable:
             continue  # run_units reports (or skips) it exactly as the local executor does
         art = runner.artifacts[unit.variant]
-        jobs = missing_shards(art, runner.source, cfg.policy, cfg.cache_dir, loaded)
+        jobs = [j for j in missing_shards(art, runner.source, runner.policy(unit), cfg.cache_dir, loaded) if j.key not in sent]
+        sent.update(j.key for j in jobs)
         if jobs:
             settings = runner.source.settings
             yield _Work(str(unit).removeprefix("evaluate "), unit.variant, unit.task, art.path, art.sha256,  # type: ignore[arg-type]
@@ -141,7 +145,14 @@ class _ShardPool:
         self.actors = [worker.remote(threads) for _ in range(count)]
         self.pool = ActorPool(self.actors)
         self.window = 2 * count
-        nodes = len(set(ray.get([a.node.remote() for a in self.actors])))
+        placed = ray.get([a.node.remote() for a in self.actors])
+        nodes = len({node for node, _ in placed})
+        families = sorted({family for _, family in placed} | {kernel_family()})
+        if len(families) > 1:
+            # Shard keys name the driver's int8 kernel family; an actor of another family would store numbers under a
+            # key that does not describe them.
+            raise EvalsuiteError(f"the Ray cluster and this driver mix CPUs of different int8 kernel families ({', '.join(families)}), "
+                                 "whose int8 builds give different numbers; run on nodes of one kind")
         events.say(f"Ray: {count} actors x {threads} onnxruntime thread{'s' if threads > 1 else ''} on {nodes} node{'s' if nodes > 1 else ''}")
         self.events = events
         self.tokens = itertools.count()
@@ -195,10 +206,11 @@ class ShardWorker:
         self.onnx_sha256: str | None = None
         self.session: Any = None
 
-    def node(self) -> str:
+    def node(self) -> tuple[str, str]:
+        """This actor's node, and its CPU's int8 kernel family."""
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id(), kernel_family()
 
     def encode(self, token: int, batches: list[tuple[np.ndarray, np.ndarray]], onnx: list[Any], onnx_sha256: str,
                pooling: str, normalize: bool) -> tuple[int, np.ndarray]:

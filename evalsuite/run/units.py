@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from evalsuite.config import invocation
 from evalsuite.build import Artifact, build_variant
 from evalsuite.data.loading import LoadedTask, data_fingerprint, load_task
-from evalsuite.encode import OnnxEncoder
+from evalsuite.encode import BatchPolicy, OnnxEncoder
 from evalsuite.files import file_lock, remove_leftovers
 from evalsuite.models import ModelSource, resolve_model
 from evalsuite.results import ResultStore, RunResult, identity
@@ -46,7 +46,7 @@ class UnitRunner:
         self.artifacts: dict[str, Artifact] = {}
         self._fingerprints: dict[str, str] = {}
         self._loaded: dict[str, LoadedTask] = {}
-        self._encoders: dict[str, OnnxEncoder] = {}
+        self._encoders: dict[tuple[str, int], OnnxEncoder] = {}
         self._current: dict[str, str] = {}  # variant -> task it is encoding, for progress labels
         self.command = invocation()
 
@@ -62,7 +62,11 @@ class UnitRunner:
             self._fingerprints[task.name] = data_fingerprint(task, self.cfg.data_dir)
         artifact = self.artifacts.get(unit.variant) or self.build(WorkUnit("build", unit.variant))
         return identity(self.source.weights_sha256, self.source.tokenizer_sha256, unit.variant, artifact.sha256, task.name,
-                        task.split, self._fingerprints[task.name], self.source.settings.to_dict(), self.cfg.policy.to_dict())
+                        task.split, self._fingerprints[task.name], self.source.settings.to_dict(),
+                        self.policy(unit).to_dict(), artifact.kernels)
+
+    def policy(self, unit: WorkUnit) -> BatchPolicy:
+        return self.cfg.policy.with_composition(unit.composition)
 
     def evaluate(self, unit: WorkUnit) -> tuple[RunResult, bool]:
         """The unit's result and whether it was computed now (False: a stored one was reused).
@@ -70,7 +74,7 @@ class UnitRunner:
         Raises :class:`DataUnavailable` when the task's data cannot be loaded.
         """
         task = self.plan.task(unit.task)  # type: ignore[arg-type]
-        path = self.store.path(self.source.slug, task.name, unit.variant, task.split)
+        path = self.store.path(self.source.slug, task.name, unit.variant, task.split, unit.composition)
         with file_lock(path):
             remove_leftovers(path)  # temporary files of runs killed while writing it
             existing = self.stored(unit)
@@ -78,8 +82,8 @@ class UnitRunner:
                 return existing, False
             loaded = self.loaded(task.name)
             self._current[unit.variant] = task.name
-            self.events.say(f"evaluating {unit.variant} on {task.name}")
-            result = evaluate(self._encoder(unit.variant), loaded, self.source, self.artifacts[unit.variant],
+            self.events.say(str(unit).replace("evaluate", "evaluating", 1))
+            result = evaluate(self._encoder(unit), loaded, self.source, self.artifacts[unit.variant],
                               self.identity(unit), self.command)
             self.store.put(result)
             return result, True
@@ -87,7 +91,7 @@ class UnitRunner:
     def stored(self, unit: WorkUnit) -> RunResult | None:
         """The stored result of an evaluate unit when it can be reused as it is; None when it must be computed."""
         task = self.plan.task(unit.task)  # type: ignore[arg-type]
-        existing = self.store.get(self.source.slug, task.name, unit.variant, task.split)
+        existing = self.store.get(self.source.slug, task.name, unit.variant, task.split, unit.composition)
         reusable = existing is not None and existing.identity == self.identity(unit) and not self.cfg.force
         return existing if reusable else None
 
@@ -98,12 +102,14 @@ class UnitRunner:
             self._loaded[name] = load_task(self.plan.task(name), self.cfg.data_dir)
         return self._loaded[name]
 
-    def _encoder(self, variant: str) -> OnnxEncoder:
-        if variant not in self._encoders:
+    def _encoder(self, unit: WorkUnit) -> OnnxEncoder:
+        variant, key = unit.variant, (unit.variant, unit.composition)
+        if key not in self._encoders:
             report = self.events.progress
+            label = variant + (f" c{unit.composition}" if unit.composition else "")
             progress = None if report is None else (
-                lambda kind, done, total: report(variant, f"{self._current[variant]} {kind}", done, total))
-            self._encoders[variant] = OnnxEncoder(self.artifacts[variant], self.source, self.cfg.policy,
-                                                  cache_dir=self.cfg.cache_dir, threads=self.cfg.threads,
-                                                  progress=progress, variant_name=variant)
-        return self._encoders[variant]
+                lambda kind, done, total: report(label, f"{self._current[variant]} {kind}", done, total))
+            self._encoders[key] = OnnxEncoder(self.artifacts[variant], self.source, self.policy(unit),
+                                              cache_dir=self.cfg.cache_dir, threads=self.cfg.threads,
+                                              progress=progress, variant_name=variant)
+        return self._encoders[key]

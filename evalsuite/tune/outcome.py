@@ -62,7 +62,7 @@ class TuneOutcome:
             builds.append({
                 "variant": name, "base": b.base, "float_nodes": list(b.float_nodes),
                 "full_range_nodes": list(b.full_range), "config_file": b.config_file,
-                "screen": b.screen.to_dict() if b.screen else None,
+                "progressive": b.progressive.to_dict() if b.progressive else None,
                 "gate": None if b.verdict is None else {"outcome": b.verdict.outcome, "reason": b.verdict.reason, "checks": [
                     {"scope": c.scope, "outcome": c.outcome, "decides": c.decides, "limit": c.limit, "ndcg_at_10": c.comparison.mean_variant,
                      "float32_ndcg_at_10": c.comparison.mean_baseline, "delta": c.comparison.mean_delta, "ci_low": c.comparison.ci_low,
@@ -75,7 +75,9 @@ class TuneOutcome:
         return {
             "schema": SCHEMA, "model": {"id": self.found.source.model_id, "weights_sha256": self.found.source.weights_sha256},
             "tasks": self.found.tasks, "starts": list(self.cfg.starts),
-            "gate": {"max_drop": g.max_drop, "relative": g.relative, "scope": g.scope, "rule": g.rule, "split": g.split},
+            "gate": {"max_drop": g.max_drop, "relative": g.relative, "scope": g.scope, "rule": g.rule, "split": g.split,
+                     "compositions": g.compositions},
+            "stopping": self.cfg.stopping.to_dict(),
             "bench_point": {"length": g.speed_length, "batch": g.speed_batch, "repeats": self.cfg.bench_repeats},
             "builds": builds, "points": [p.to_dict() for p in self.points], "front": [p.variant for p in self.front],
             "recommended": rec.variant if rec else None,
@@ -107,8 +109,8 @@ class TuneOutcome:
                        f"{len(rec.float_nodes)} node(s) in float{': ' + ', '.join(rec.float_nodes) if rec.float_nodes else ''}"
                        f"{'; 8-bit weights: ' + ', '.join(rec.full_range) if rec.full_range else ''})")
             out.extend("  " + c.line() for c in build.verdict.checks)
-        out.extend(f"screened out, not evaluated: {b.screen.reason}" for b in self.found.builds.values()
-                   if b.verdict is None and b.screen is not None and b.screen.outcome == "fail")
+        out.extend(f"decided early, not evaluated in full: {b.progressive.reason}" for b in self.found.builds.values()
+                   if b.verdict is None and b.progressive is not None and b.progressive.outcome == "fail")
         out.extend(f"note: {n}" for n in self.found.notes)
         return out
 
@@ -120,7 +122,8 @@ def tune(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = No
     say = say or (lambda _m: None)
     found = search(cfg, say, progress, executor)
     evaluated = [name for name, b in found.builds.items() if b.verdict is not None]
-    # a start the screen failed is timed too (not evaluated), so a mixed build's share of its speedup is known
+    # a start that failed progressively is timed too (not evaluated in full), so a mixed build's share of its speedup
+    # is known
     timed = list(dict.fromkeys([found.builds[n].base for n in evaluated] + evaluated))
     bench = None
     points: list[Point] = []

@@ -1,24 +1,24 @@
-"""The tune loop: screen candidates, fall back their most harmful nodes to float, confirm with the gate, time them.
+"""The tune loop: evaluate candidates progressively, fall back their most harmful nodes to float, confirm with the gate.
 
-The screen is the drift screen (:mod:`evalsuite.screen`): it embeds a seeded sample with the candidate and predicts
-each task's NDCG@10 delta with an interval against the gate's max drop (pass, fail or uncertain). A ``fail`` saves
-a full evaluation; ``pass`` and ``uncertain`` go to one, and only the gate on full results confirms a build. The
-screen predicts the gate's per-task point rule; under another rule or scope nothing is skipped on its word.
+Every build is evaluated progressively (:mod:`evalsuite.screen.progressive`): its corpus is encoded in the full run's
+own shards, and the NDCG@10 delta of each task is predicted with an interval after each look. A build whose fail is
+certain under the stopping rule stops there and the ladder moves on; any other build is completed, then evaluated in
+full (for a batch-dependent build, under every batch composition the gate judges) and judged by the gate, so every
+number tune recommends or stores is exact. Progressive decisions follow the gate's per-task point rule; under another
+rule or scope every build is evaluated in full.
 
 1. Float32 is evaluated in full (reused from the result store when stored). Each start candidate (e.g.
-   ``qint8-7bit``) is screened; with a stored full result it is gated on it (the gate wins over the screen),
-   without one a screen ``fail`` counts as a fail and no full evaluation is spent, else it is evaluated and gated.
+   ``qint8-7bit``) is judged: with reusable stored full results by the gate on them, otherwise progressively first.
    A candidate that does not fail is kept as it is.
 2. A dynamic int8 candidate that fails gets its nodes ranked (:mod:`sensitivity`) and climbs a ladder of builds
    (:mod:`ladder`, ``configs/mixed/<name>.yaml``, variant ``<base>-x<name>``): the top k nodes in float for
    k = 1, 2, ...; for a ``-7bit`` candidate, also ranked at 8 bits, a greedy climb where the most harmful node
-   first gets 8-bit weights (free on VNNI) and goes to float only if it still hurts. Each build is screened: on a
-   screen ``fail`` tune takes the next step without a full evaluation, otherwise it evaluates the build in full and
-   judges it with the gate; on a gate fail it takes the next step.
+   first gets 8-bit weights (free on VNNI) and goes to float only if it still hurts. Each build is judged as in 1;
+   on a fail it takes the next step.
 3. Float32, the evaluated builds and their start candidates are timed side by side with ``bench`` at the gate's
    speed point (128 tokens, batch 1 by default), and :mod:`pareto` picks the front and the recommended build.
 
-Every step is cached (artifacts, embeddings, results, rankings, config files named by their content), so an
+Every step is cached (artifacts, embedding shards, results, rankings, config files named by their content), so an
 interrupted tune resumes where it stopped; ``budget_minutes`` stops starting new evaluations after that long.
 
 Example:
@@ -39,17 +39,18 @@ from evalsuite.config import default_cache_dir, default_results_dir
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
 from evalsuite.models import DEFAULT_MODEL, ModelSource, resolve_model
-from evalsuite.results.store import ResultStore
 from evalsuite.run import SweepConfig, run_sweep
 from evalsuite.run.executor import Executor
 from evalsuite.run.plan import plan
+from evalsuite.run.units import UnitRunner
 from evalsuite.run.units import Progress
-from evalsuite.screen import Screener, ScreenResult, ScreenSample
+from evalsuite.screen.progressive import Progressive, ProgressiveResult, composition_sd
+from evalsuite.screen.stopping import StoppingRule
 from evalsuite.tune.sample import DEFAULT_DOCUMENTS, DEFAULT_QUERIES, TextSample, draw_sample
 from evalsuite.tune.sensitivity import Sensitivity, rank_nodes
 from evalsuite.variants import BASELINE, VariantSpec
 from evalsuite.tune import ladder
-from evalsuite.variants.float_nodes import MixedConfig, has_weight, with_float_nodes
+from evalsuite.variants.float_nodes import MixedConfig, has_weight, quantizable_nodes, with_float_nodes
 
 Say = Callable[[str], None]
 
@@ -69,7 +70,7 @@ class TuneConfig:
     bench_repeats: int = 30
     sample_queries: int = DEFAULT_QUERIES
     sample_documents: int = DEFAULT_DOCUMENTS
-    screen_sample: ScreenSample = field(default_factory=ScreenSample)  # what the drift screen embeds per task
+    stopping: StoppingRule = field(default_factory=StoppingRule)  # looks and error rate of progressive evaluation
     cache_dir: Path = field(default_factory=default_cache_dir)
     results_dir: Path = field(default_factory=default_results_dir)
 
@@ -84,15 +85,15 @@ class TuneConfig:
 
 @dataclass
 class Build:
-    """One build tune looked at: where it came from, what the screen said, what the gate said on full results
-    (``verdict`` None: not evaluated in full)."""
+    """One build tune looked at: where it came from, what its progressive evaluation found, what the gate said on full
+    results (``verdict`` None: not evaluated in full)."""
 
     variant: str
     base: str
     float_nodes: tuple[str, ...] = ()
     config_file: str | None = None
     full_range: tuple[str, ...] = ()  # nodes of a -7bit start whose weights keep 8 bits
-    screen: ScreenResult | None = None
+    progressive: ProgressiveResult | None = None
     verdict: Verdict | None = None
     size_bytes: int | None = None
 
@@ -121,7 +122,7 @@ class _Clock:
 def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = None,
            executor: Executor | None = None) -> Search:
     """Steps 1 and 2 of the module docstring: the builds that pass the gate on full evaluations, and the others seen.
-    Full evaluations run on ``executor`` (default: this process); the screen and the rankings embed small samples here."""
+    Full evaluations run on ``executor`` (default: this process); progressive evaluations and rankings run here."""
     from evalsuite.build import build_variant
 
     say = say or (lambda _m: None)
@@ -130,7 +131,6 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
     source = resolve_model(cfg.model)
     done = Search(source, [], {}, {}, None)
     task_specs = plan(_sweep(cfg, BASELINE)).tasks
-    store = ResultStore(cfg.results_dir)
 
     def evaluate(spec: VariantSpec) -> Verdict:
         report = run_sweep(_sweep(cfg, spec), say=say, progress=progress, executor=executor)
@@ -140,43 +140,45 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
         say(verdict.reason)
         return verdict
 
-    # The screen predicts the per-task point rule; under another rule or scope its fail may still pass the gate.
-    screen_decides = cfg.gate.scope == "per-task" and cfg.gate.rule == "point"
-    if not screen_decides:
-        done.notes.append(f"the screen predicts the per-task point rule, the gate is {cfg.gate.scope} {cfg.gate.rule}: "
-                          "every build was evaluated in full whatever the screen said")
+    # Progressive evaluation decides the per-task point rule; under another rule or scope a fail it predicts may still
+    # pass the gate.
+    early = cfg.gate.scope == "per-task" and cfg.gate.rule == "point"
+    if not early:
+        done.notes.append(f"progressive evaluation decides the per-task point rule, the gate is {cfg.gate.scope} "
+                          f"{cfg.gate.rule}: every build was evaluated in full")
 
-    def screen(build: Build) -> bool:
-        """Screen ``build``; True when its screen fail may stand in for a full evaluation."""
-        build.screen = screener.screen(build.variant, cfg.gate.max_drop, cfg.gate.relative)
-        say(f"screen {build.screen.reason}")
-        return screen_decides and build.screen.outcome == "fail"
+    def judge(build: Build) -> bool:
+        """Evaluate ``build`` (progressively first, unless its full results are stored) and say whether it failed."""
+        spec = VariantSpec.parse(build.variant)
+        if early and not _reusable(cfg, spec):
+            k = cfg.gate.compositions if spec.kind.batch_dependent else 1
+            build.progressive = progressive.evaluate(spec, cfg.gate.max_drop, cfg.gate.relative,
+                                                     composition_sd(cfg.results_dir, source.model_id, done.tasks, cfg.gate.compositions, cfg.gate.split) if k > 1 else None, k)
+            say(f"progressive {build.progressive.reason}")
+            if build.progressive.outcome == "fail":
+                return True
+        build.verdict = evaluate(spec)
+        return build.verdict.outcome == "fail"
 
-    # Float32's full results first: the gate compares against them and the screen reads their cached embeddings.
+    # Float32's full results first: the gate compares against them and progressive evaluation reads their embeddings.
     done.tasks = list(run_sweep(_sweep(cfg, BASELINE), say=say, progress=progress, executor=executor).results)
-    task_specs = [t for t in task_specs if t.name in done.tasks]  # a task `run` skipped (no data) is not screened
-    screener = Screener(source, task_specs, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir, sample=cfg.screen_sample,
-                        say=say, progress=progress)
+    task_specs = [t for t in task_specs if t.name in done.tasks]  # a task `run` skipped (no data) is not evaluated
+    progressive = Progressive(source, task_specs, data_dir=cfg.data_dir, cache_dir=cfg.cache_dir, rule=cfg.stopping,
+                              say=say, progress=progress)
     for start in starts:
         if clock.out():
             done.budget_exhausted = True
             break
         build = Build(start.name, start.name)
         done.builds[start.name] = build
-        screened_out = screen(build)
-        stored = all(store.get(source.slug, t.name, start.name, t.split) is not None for t in task_specs)
-        if screened_out and not stored:
-            failed = True  # no full evaluation spent on a build the screen fails
-        else:
-            build.verdict = evaluate(start)
-            failed = build.verdict.outcome == "fail"
-            _disagree(done, build)
+        failed = judge(build)
         build.size_bytes = build_variant(source, start, cfg.cache_dir).size_bytes
         if not failed:
             continue
         if start.kind.name != "dynamic" or start.settings.get("float_nodes"):
             done.notes.append(f"{start.name} fails and is not a dynamic int8 base: no nodes to fall back")
             continue
+        _probe_rungs(source, start, cfg.cache_dir, say)  # a rung that cannot be built fails here, before any ranking
         if done.sample is None:
             done.sample = draw_sample(task_specs, cfg.data_dir, cfg.sample_queries, cfg.sample_documents)
         for spec in (start, _eight_bit(start)) if start.settings.get("reduce_range") else (start,):
@@ -184,14 +186,20 @@ def search(cfg: TuneConfig, say: Say | None = None, progress: Progress | None = 
             done.rankings[spec.name] = rank_nodes(source, spec, done.sample, cfg.cache_dir, say, None if progress is None
                                                   else lambda i, n, name=spec.name: progress(name, "sensitivity", i, n))
         ranking = done.rankings[start.name]
-        _fall_back(cfg, done, start, ranking, screen, evaluate, clock)
+        _fall_back(cfg, done, start, ranking, judge, clock)
     return done
 
 
-def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, screen: Callable[[Build], bool],
-               evaluate: Callable[[VariantSpec], Verdict], clock: _Clock) -> None:
-    """Climb the ladder of ``start`` (:mod:`ladder`): each build is screened first and confirmed with the gate.
-    ``screen(build)`` records the build's screen and says whether it replaces the full evaluation (a fail)."""
+def _reusable(cfg: TuneConfig, spec: VariantSpec) -> bool:
+    """Whether every result a full evaluation of ``spec`` needs is stored and reusable as it is."""
+    runner = UnitRunner(plan(_sweep(cfg, spec)))
+    return all(runner.stored(u) is not None for u in runner.plan.units if u.action == "evaluate" and u.variant == spec.name)
+
+
+def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensitivity, judge: Callable[[Build], bool],
+               clock: _Clock) -> None:
+    """Climb the ladder of ``start`` (:mod:`ladder`): ``judge(build)`` evaluates each build (progressively first) and
+    says whether it failed; the climb stops at the first that does not."""
     from evalsuite.build import build_variant
 
     eight = done.rankings.get(_eight_bit(start).name) if start.settings.get("reduce_range") else None
@@ -201,34 +209,46 @@ def _fall_back(cfg: TuneConfig, done: Search, start: VariantSpec, ranking: Sensi
         steps = ladder.climb({n.node: n.loss for n in ranking.ranked}, {n.node: n.loss for n in eight.ranked},
                              {n.node for n in ranking.ranked if has_weight(n.op_type)}, cfg.max_nodes)
     for k, step in enumerate(steps, 1):
+        if clock.out():
+            done.budget_exhausted = True
+            done.notes.append(f"budget exhausted before step {k} of {start.name} was evaluated")
+            return
         mixed = _config(done.source, start, step, ranking, eight, k)
         spec = with_float_nodes(start, mixed.name)
         build = Build(spec.name, start.name, step.float_nodes, f"configs/mixed/{mixed.name}.yaml", full_range=step.full_range)
         done.builds[spec.name] = build
-        mixed.write()  # the screen builds the variant, which reads its config file
+        mixed.write()  # building the variant reads its config file
         build.size_bytes = build_variant(done.source, spec, cfg.cache_dir).size_bytes
-        if screen(build):
-            continue
-        if clock.out():
-            done.budget_exhausted = True
-            done.notes.append(f"budget exhausted before {spec.name} was evaluated")
-            return
-        build.verdict = evaluate(spec)
-        _disagree(done, build)
-        if build.verdict.outcome != "fail":
+        if not judge(build):
             return
     done.notes.append(f"{start.name}: no build with at most {cfg.max_nodes} float nodes passed the gate")
+
+
+def _probe_rungs(source: ModelSource, start: VariantSpec, cache_dir: Path, say: Say) -> None:
+    """Build ``start`` with one node on each rung its ladder can use (a node in float and, under ``-7bit``, one with 8-bit
+    weights), so that a rung onnxruntime refuses stops tune before the (long) rankings rather than after them."""
+    import onnx
+
+    from evalsuite.build import build_variant
+
+    parent = build_variant(source, start.kind.parent(start) or BASELINE, cache_dir)
+    graph = onnx.load(str(parent.path), load_external_data=False)
+    ops = {n.name: n.op_type for n in graph.graph.node}
+    weighted = [n for n in quantizable_nodes(graph) if has_weight(ops[n])]
+    if len(weighted) < 2:
+        return
+    full = (weighted[1],) if start.settings.get("reduce_range") else ()
+    name = "p" + sha256_text(source.weights_sha256, start.name, weighted[0], *full)[:8]
+    MixedConfig(name, source.model_id, source.weights_sha256, start.name, (weighted[0],),
+                {"method": "probe: one node per rung of the ladder, built before the rankings", "tool": "evalsuite tune"},
+                full).write()
+    say(f"checking that every rung of {start.name}'s ladder builds")
+    build_variant(source, with_float_nodes(start, name), cache_dir)
 
 
 def _eight_bit(spec: VariantSpec) -> VariantSpec:
     """``spec`` with 8-bit weights (``qint8-7bit`` -> ``qint8``): where a 7-bit start's nodes can go before float."""
     return VariantSpec(spec.dtype, {**dict(spec.options), "reduce_range": False}, spec.opt_level)
-
-
-def _disagree(done: Search, build: Build) -> None:
-    """A note when the gate on full results passes a build the screen failed (the gate decides)."""
-    if build.screen is not None and build.verdict is not None and build.screen.outcome == "fail" and build.verdict.outcome != "fail":
-        done.notes.append(f"{build.variant}: the screen predicted fail, the gate on full results says {build.verdict.outcome}")
 
 
 def _config(source: ModelSource, start: VariantSpec, step: ladder.Step, ranking: Sensitivity, eight: Sensitivity | None,
@@ -252,7 +272,8 @@ def _config(source: ModelSource, start: VariantSpec, step: ladder.Step, ranking:
 
 def _sweep(cfg: TuneConfig, spec: VariantSpec) -> SweepConfig:
     return SweepConfig(variants=[spec], model=cfg.model, tasks=cfg.tasks, split=cfg.gate.split, data_dir=cfg.data_dir,
-                       tasks_dir=cfg.tasks_dir, cache_dir=cfg.cache_dir, results_dir=cfg.results_dir)
+                       tasks_dir=cfg.tasks_dir, cache_dir=cfg.cache_dir, results_dir=cfg.results_dir,
+                       compositions=cfg.gate.compositions)
 
 
 __all__ = ["BASELINE", "Build", "Search", "TuneConfig", "search"]

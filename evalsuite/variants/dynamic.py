@@ -29,6 +29,7 @@ class Dynamic(VariantKind):
     dtypes = ("qint8", "quint8")
     summary = "dynamic quantization: weight type of onnxruntime's quantize_dynamic"
     rank = 20
+    batch_dependent = True
     options = (
         Option("per_channel", "per-chan", "per-channel weight scales", {"pc": True}),
         Option("reduce_range", "7-bit", "reduce_range: 7-bit weights", {"7bit": True}),
@@ -67,7 +68,10 @@ def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[st
     # quantize_dynamic writes "<input>-inferred.onnx" beside its input: give it a copy in our own build folder,
     # so it never writes into the parent's cache entry (shared with concurrent builds) or leaves a file there.
     local = out.with_name("parent.onnx")
-    full_range = {w: [{"reduce_range": False}] for w in full_range_weights}
+    # A per-channel override must name the channel axis (the weight's last, as quantize_dynamic quantizes MatMul and
+    # Attention weights per channel), or onnxruntime refuses it.
+    override = {"axis": -1, "reduce_range": False} if settings["per_channel"] else {"reduce_range": False}
+    full_range = {w: [dict(override)] for w in full_range_weights}
     with reporting_full_disk(out), quiet_quantizer():
         shutil.copyfile(parent, local)
         quantize_dynamic(

@@ -99,6 +99,9 @@ class VariantKind:
     # Whether every combination of this kind joins the ``all`` set (the float and dynamic grid); kinds with many
     # settings stay out of it and name their own sets instead.
     in_all: ClassVar[bool] = True
+    # Whether an embedding depends on the other texts of its onnxruntime call (activation scales computed per call):
+    # such a build is evaluated under several batch compositions, the others under one.
+    batch_dependent: ClassVar[bool] = False
 
     def validate(self, spec: VariantSpec) -> None:
         """Raise :class:`EvalsuiteError` for a combination of settings that makes no sense."""

@@ -59,9 +59,10 @@ def test_names_round_trip(name: str) -> None:
 def test_settings_read_from_names() -> None:
     assert VariantSpec.parse("static8-pc-pct-qop").settings == {
         "per_channel": True, "calibrate_method": "percentile", "quant_format": "qoperator", "calibration": "default",
-        "float_nodes": None}
+        "smooth": None, "float_nodes": None}
     assert VariantSpec.parse("static8").settings == {"per_channel": False, "calibrate_method": "minmax",
-                                                     "quant_format": "qdq", "calibration": "default", "float_nodes": None}
+                                                     "quant_format": "qdq", "calibration": "default", "smooth": None,
+                                                     "float_nodes": None}
     assert VariantSpec.parse("static8-pc-pct-xmine").settings["float_nodes"] == "mine"
     assert VariantSpec.parse("static8-caldefault").name == "static8"
     assert VariantSpec.parse("static8-pc-calmine2").settings["calibration"] == "mine2"

@@ -39,7 +39,7 @@ def parent_graph(tiny_source, shared_cache: Path) -> onnx.GraphProto:  # noqa: A
 def test_name_round_trips() -> None:
     spec = VariantSpec.parse("qint8-7bit-xTuned1")
     assert spec.name == "qint8-7bit-xtuned1"
-    assert spec.settings == {"per_channel": False, "reduce_range": True, "float_nodes": "tuned1"}
+    assert spec.settings == {"per_channel": False, "reduce_range": True, "smooth": None, "float_nodes": "tuned1"}
     assert VariantSpec.parse(spec.name) == spec
     assert VariantSpec.parse("quint8-pc-xa-o2").name == "quint8-pc-xa-o2"
     with pytest.raises(EvalsuiteError, match="did you mean 'qint8-7bit-xa'"):

@@ -3,7 +3,8 @@
 qint8 and quint8 name the weight type. ``-pc`` gives each output channel its own weight scale; ``-7bit``
 (``reduce_range``) keeps weights in 7 bits, which avoids int16 overflow in u8s8 kernels without VNNI.
 Because activation scales are computed per call, an embedding depends on the other texts of its batch.
-``-x<NAME>`` keeps the nodes listed in ``configs/mixed/<NAME>.yaml`` in float (see :mod:`float_nodes`).
+``-sq<ALPHA>`` smooths activation outliers into the weights first (see :mod:`smooth`); ``-x<NAME>`` keeps the nodes
+listed in ``configs/mixed/<NAME>.yaml`` in float (see :mod:`float_nodes`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
-from evalsuite.variants import float_nodes
+from evalsuite.variants import float_nodes, smooth
 from evalsuite.variants._quiet import quiet_quantizer
 from evalsuite.variants.registry import Option, VariantKind, register
 
@@ -33,24 +34,33 @@ class Dynamic(VariantKind):
     options = (
         Option("per_channel", "per-chan", "per-channel weight scales", {"pc": True}),
         Option("reduce_range", "7-bit", "reduce_range: 7-bit weights", {"7bit": True}),
+        smooth.SMOOTH,
         float_nodes.FLOAT_NODES,
     )
 
+    def validate(self, spec: VariantSpec) -> None:
+        smooth.alpha_of(spec)
+
     def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
-        return float_nodes.key_extras(source, spec)
+        return (*smooth.key_extras(spec), *float_nodes.key_extras(source, spec))
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx
 
+        parent, info = smooth.smoothed_parent(source, spec, parent, out.parent)
         mixed = float_nodes.mixed_config(source, spec)
         if mixed is None:
             quantize(spec, parent, out)
-            return {}
+            if info:
+                parent.unlink()  # the smoothed copy: not part of the cached build
+            return info
         graph = onnx.load(str(parent), load_external_data=False)
         float_nodes.check_nodes(mixed, float_nodes.quantizable_nodes(graph), {n.name for n in graph.graph.node}, graph)
         full_range = float_nodes.weight_inputs(graph, mixed.full_range)
         quantize(spec, parent, out, exclude=mixed.nodes, full_range_weights=full_range.values())
-        return {"float_nodes": sorted(mixed.nodes)} | ({"full_range_nodes": sorted(full_range)} if full_range else {})
+        if info:
+            parent.unlink()  # the smoothed copy: not part of the cached build
+        return info | {"float_nodes": sorted(mixed.nodes)} | ({"full_range_nodes": sorted(full_range)} if full_range else {})
 
 
 def quantize(spec: VariantSpec, parent: Path, out: Path, *, exclude: Sequence[str] = (),

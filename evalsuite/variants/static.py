@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalsuite.files import reporting_full_disk
-from evalsuite.variants import float_nodes
+from evalsuite.variants import float_nodes, smooth
 from evalsuite.variants._calibration import DEFAULT, USER_DIR, FeedReader, calibration_feeds, load_calibration
 from evalsuite.variants._quiet import quiet_quantizer
 from evalsuite.variants.registry import Option, VariantKind, register
@@ -62,16 +62,20 @@ class StaticInt8(VariantKind):
                {"qop": "qoperator"}, default="qdq"),
         Option("calibration", "calib-texts", f"static8 calibration texts {USER_DIR}/<NAME>.txt, one per line "
                "(default: packaged prose from Python's docs)", prefix="cal", default=DEFAULT),
+        smooth.SMOOTH,
         float_nodes.FLOAT_NODES,
     )
     in_all = False  # its own `static` set instead
     sets = {"static": ("static8-pc", "static8-pc-entropy", "static8-pc-pct", "static8-pc-qop", "static8")}
 
+    def validate(self, spec: VariantSpec) -> None:
+        smooth.alpha_of(spec)
+
     def key_extras(self, source: ModelSource, spec: VariantSpec) -> tuple[str, ...]:
         s = source.settings  # how calibration texts are tokenized
         cal = load_calibration(spec.settings["calibration"])
         return (*cal.identity(), str(s.max_seq_length), str(s.lowercase), s.document_prefix,
-                *float_nodes.key_extras(source, spec))
+                *smooth.key_extras(spec), *float_nodes.key_extras(source, spec))
 
     def build(self, source: ModelSource, spec: VariantSpec, parent: Path, out: Path) -> dict[str, object]:
         import onnx
@@ -80,6 +84,7 @@ class StaticInt8(VariantKind):
 
         settings = spec.settings
         cal = load_calibration(settings["calibration"])
+        parent, smoothed = smooth.smoothed_parent(source, spec, parent, out.parent)
         pre = out.with_name("pre.onnx")
         model = onnx.load(str(parent))
         mixed = float_nodes.mixed_config(source, spec)
@@ -104,9 +109,11 @@ class StaticInt8(VariantKind):
             )
             rewired = float_side_inputs(out) if settings["quant_format"] == "qdq" else 0
         pre.unlink()
+        if smoothed:
+            parent.unlink()  # the smoothed copy: not part of the cached build
         return {"calibration": {**cal.to_dict(), "max_seq_length": source.settings.max_seq_length,
                                 "seconds": round(time.perf_counter() - started, 2)},
-                "float_side_inputs": rewired} | ({"float_nodes": sorted(mixed.nodes)} if mixed else {})
+                "float_side_inputs": rewired} | smoothed | ({"float_nodes": sorted(mixed.nodes)} if mixed else {})
 
 
 def variable_matmuls(model) -> list[str]:  # noqa: ANN001

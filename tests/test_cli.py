@@ -417,7 +417,7 @@ def test_variants_command(shared_cache: Path, tmp_path: Path) -> None:
     dynamic = next(k for k in as_json["kinds"] if k["kind"] == "dynamic")
     assert dynamic["dtypes"] == ["qint8", "quint8"]
     assert [(o["name"], o["prefix"]) for o in dynamic["options"]] == [("per_channel", None), ("reduce_range", None),
-                                                                       ("float_nodes", "x")]
+                                                                       ("smooth", "sq"), ("float_nodes", "x")]
 
 
 def test_python_dash_m_works(shared_cache: Path, tmp_path: Path) -> None:
